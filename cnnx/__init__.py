@@ -1,6 +1,14 @@
-"""cnnx: a small convolutional-network library written once against NumPy and CuPy."""
+"""cnnx: a small convolutional-network library written once against NumPy and CuPy.
 
+import cnnx
+dev = cnnx.device("cpu")            # or "cuda", "cuda:1", "auto"
+model = cnnx.nn.Sequential(cnnx.nn.Conv2D(1, 8, 3, rng=0), cnnx.nn.ReLU(), ...)
+opt = cnnx.optim.Adam(model.named_parameters(), lr=1e-3)
+"""
+
+from cnnx import nn, optim
 from cnnx._version import __version__
+from cnnx.backends import Device, device, get_array_module
 from cnnx.errors import (
     CheckpointError,
     CnnxError,
@@ -8,12 +16,19 @@ from cnnx.errors import (
     DeviceError,
     TrainingDiverged,
 )
+from cnnx.gradcheck import gradcheck
 
 __all__ = [
     "CheckpointError",
     "CnnxError",
     "DatasetError",
+    "Device",
     "DeviceError",
     "TrainingDiverged",
     "__version__",
+    "device",
+    "get_array_module",
+    "gradcheck",
+    "nn",
+    "optim",
 ]

@@ -1,0 +1,48 @@
+"""The ``cnnx`` command group and its error handling.
+
+Errors a user can cause (a bad workbook, a missing GPU, a diverging run, an
+existing output directory) become one line on stderr and exit status 1; click's
+own usage errors (an unknown option value) exit with status 2. Anything else is
+a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from cnnx._version import __version__
+from cnnx.cli.devices import devices
+from cnnx.errors import CnnxError
+
+
+class CnnxGroup(click.Group):
+    """A click group that turns cnnx's own errors into a one-line message."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (CnnxError, ValueError, OSError) as exc:
+            message = str(exc) or type(exc).__name__
+            click.echo(f"error: {message}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=CnnxGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="cnnx")
+def main() -> None:
+    """cnnx: a small, fast, honest convolutional-network library (NumPy/CuPy).
+
+    \b
+    Examples:
+      cnnx train                          # SimpleCNN on the bundled 6×6 digits, CPU
+      cnnx train --device cuda            # the same on the GPU
+      cnnx devices                        # which devices are usable here
+    """
+
+
+main.add_command(devices)
