@@ -165,3 +165,16 @@ def test_new_file_mode_follows_umask(tmp_path):
     finally:
         os.umask(old_umask)
     assert stat.S_IMODE((tmp_path / "f").stat().st_mode) == 0o640
+
+
+@posix_only
+def test_symlink_is_kept_and_its_target_replaced(tmp_path):
+    real_dir = tmp_path / "real"
+    real_dir.mkdir()
+    (real_dir / "model.npz").write_bytes(b"old")
+    link = tmp_path / "link.npz"
+    link.symlink_to(real_dir / "model.npz")
+    atomic_write_bytes(link, b"new")
+    assert link.is_symlink()
+    assert (real_dir / "model.npz").read_bytes() == b"new"
+    assert temp_leftovers(tmp_path) == [] and temp_leftovers(real_dir) == []

@@ -47,7 +47,8 @@ def atomic_write(
     propagates.
 
     A file that already exists at ``path`` keeps its permission bits; a new file gets the
-    usual ``0o666`` masked by the process umask.
+    usual ``0o666`` masked by the process umask. If ``path`` is a symbolic link, the file
+    it points to is replaced and the link is kept.
 
     Args:
         path: final file name. Its directory must exist.
@@ -72,6 +73,10 @@ def atomic_write(
     if binary and (encoding is not None or newline is not None):
         raise ValueError("atomic_write: encoding and newline apply to text modes ('w') only")
     target = os.path.abspath(os.fspath(path))
+    if os.path.islink(target):
+        # Update the file the link points to and keep the link, rather than
+        # replacing the user's symlink with a regular file.
+        target = os.path.realpath(target)
     directory, basename = os.path.split(target)
     if os.path.isdir(target):
         raise IsADirectoryError(errno.EISDIR, "cannot write a file over a directory", target)
