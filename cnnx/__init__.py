@@ -6,7 +6,7 @@ model = cnnx.nn.Sequential(cnnx.nn.Conv2D(1, 8, 3, rng=0), cnnx.nn.ReLU(), ...)
 opt = cnnx.optim.Adam(model.named_parameters(), lr=1e-3)
 """
 
-from cnnx import nn, optim
+from cnnx import models, nn, optim
 from cnnx._version import __version__
 from cnnx.backends import Device, device, get_array_module
 from cnnx.errors import (
@@ -17,6 +17,7 @@ from cnnx.errors import (
     TrainingDiverged,
 )
 from cnnx.gradcheck import gradcheck
+from cnnx.train import EpochRecord, Evaluation, History, evaluate, fit, predict_proba
 
 __all__ = [
     "CheckpointError",
@@ -24,11 +25,18 @@ __all__ = [
     "DatasetError",
     "Device",
     "DeviceError",
+    "EpochRecord",
+    "Evaluation",
+    "History",
     "TrainingDiverged",
     "__version__",
     "device",
+    "evaluate",
+    "fit",
     "get_array_module",
     "gradcheck",
+    "models",
     "nn",
     "optim",
+    "predict_proba",
 ]

@@ -124,3 +124,19 @@ def col2im(
     if ph or pw:
         out = out[:, :, ph : ph + h, pw : pw + w]
     return out.transpose(1, 0, 2, 3)
+
+
+def log_softmax(logits: Any) -> Any:
+    """Row-wise ``log(softmax(logits))`` for ``(N, C)`` logits, via log-sum-exp.
+
+    Subtracting each row's maximum first keeps ``exp`` from overflowing, so the
+    result is finite for logits as large as ±1e4 in float32.
+    """
+    xp = get_array_module(logits)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def softmax(logits: Any) -> Any:
+    """Row-wise softmax of ``(N, C)`` logits; rows sum to 1."""
+    return get_array_module(logits).exp(log_softmax(logits))

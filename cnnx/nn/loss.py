@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cnnx.backends import get_array_module
+from cnnx.nn import functional as F
 
 
 class SoftmaxCrossEntropy:
@@ -47,16 +48,12 @@ class SoftmaxCrossEntropy:
         labels = self._check_target(xp, target, n, c)
         if labels is None:
             target = target.astype(logits.dtype, copy=False)
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        exp = xp.exp(shifted)
-        total = exp.sum(axis=1, keepdims=True)
-        log_probs = shifted - xp.log(total)
+        log_probs = F.log_softmax(logits)
         if labels is not None:
-            picked = log_probs[xp.arange(n), labels]
-            loss = -picked.sum() / n
+            loss = -log_probs[xp.arange(n), labels].sum() / n
         else:
             loss = -(target * log_probs).sum() / n
-        self._probs = exp / total
+        self._probs = xp.exp(log_probs)
         self._target = target
         return xp.asarray(loss, dtype=logits.dtype)
 
