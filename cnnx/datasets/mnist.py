@@ -46,10 +46,8 @@ MNIST_FILES: dict[str, tuple[str, str]] = {
 
 #: SHA-256 of the official gzipped files, the only bytes a download is accepted as.
 MNIST_SHA256: dict[str, str] = {
-    "train-images-idx3-ubyte.gz":
-        "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-    "train-labels-idx1-ubyte.gz":
-        "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+    "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",  # noqa: E501
+    "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",  # noqa: E501
     "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
     "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
 }
@@ -177,8 +175,9 @@ def download_verified(
     attempts: list[tuple[str, str]] = []
     for url in urls:
         try:
-            _fetch(url, dest, sha256.lower(), progress=progress, timeout=timeout,
-                   max_bytes=max_bytes)
+            _fetch(
+                url, dest, sha256.lower(), progress=progress, timeout=timeout, max_bytes=max_bytes
+            )
         except _MirrorError as e:
             attempts.append((url, str(e)))
             continue
@@ -324,8 +323,9 @@ def _read_labels(path: Path) -> np.ndarray:
     return labels
 
 
-def _fetch(url: str, dest: Path, sha256: str, *, progress: bool | None, timeout: float,
-           max_bytes: int) -> None:
+def _fetch(
+    url: str, dest: Path, sha256: str, *, progress: bool | None, timeout: float, max_bytes: int
+) -> None:
     """Stream ``url`` into ``dest`` if its SHA-256 matches; raise _MirrorError if not."""
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     try:
@@ -403,13 +403,15 @@ def _placement_hint(split: str, directory: Path) -> str:
     files = " and ".join(f"{name}.gz" for name in MNIST_FILES[split])
     return (
         f"To place the files by hand: put {files} (gzipped or decompressed, without .gz) "
-        f"in {directory}, or set {DATA_DIR_ENV} (or pass the CLI's --data-dir) to a "
-        "directory whose mnist/ subdirectory holds them."
+        f"in {directory}; or point load_mnist(root=...) or the CLI's --data-dir at the "
+        f"directory that holds them; or set {DATA_DIR_ENV} to a directory whose mnist/ "
+        "subdirectory holds them."
     )
 
 
-def _download_failure_message(split: str, directory: Path, source: str, missing: list[str],
-                              error: DownloadError) -> str:
+def _download_failure_message(
+    split: str, directory: Path, source: str, missing: list[str], error: DownloadError
+) -> str:
     lines = [
         f"MNIST {split} files not found and could not be downloaded: {_list_missing(missing)} "
         f"missing from {directory} ({source}).",
