@@ -283,7 +283,7 @@ def _fit_loop(
                 classes_checked = True
             loss = loss_fn(logits, yb)
             optimizer.zero_grad()
-            model.backward(loss_fn.backward())
+            model.backward_params(loss_fn.backward())
             optimizer.step()
             count = int(yb.shape[0])
             loss_sum = loss_sum + loss * count

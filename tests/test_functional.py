@@ -29,20 +29,20 @@ def naive_im2col(x, kernel, stride, padding):
     padded[:, :, ph : ph + h, pw : pw + w] = x
     oh = (h + 2 * ph - kh) // sh + 1
     ow = (w + 2 * pw - kw) // sw + 1
-    col = np.zeros((c, kh, kw, n, oh, ow), dtype=x.dtype)
+    col = np.zeros((c, kh, kw, oh, ow, n), dtype=x.dtype)
     for ci in range(c):
         for i in range(kh):
             for j in range(kw):
                 for ni in range(n):
                     for a in range(oh):
                         for b in range(ow):
-                            col[ci, i, j, ni, a, b] = padded[ni, ci, a * sh + i, b * sw + j]
+                            col[ci, i, j, a, b, ni] = padded[ni, ci, a * sh + i, b * sw + j]
     return col
 
 
 def naive_col2im(col, shape, stride, padding):
     n, c, h, w = shape
-    _, kh, kw, _, oh, ow = col.shape
+    _, kh, kw, oh, ow, _ = col.shape
     sh, sw = stride
     ph, pw = padding
     padded = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=col.dtype)
@@ -52,7 +52,7 @@ def naive_col2im(col, shape, stride, padding):
                 for ni in range(n):
                     for a in range(oh):
                         for b in range(ow):
-                            padded[ni, ci, a * sh + i, b * sw + j] += col[ci, i, j, ni, a, b]
+                            padded[ni, ci, a * sh + i, b * sw + j] += col[ci, i, j, a, b, ni]
     return padded[:, :, ph : ph + h, pw : pw + w]
 
 
@@ -84,11 +84,11 @@ def test_col2im_is_the_adjoint_of_im2col(device, shape, kernel, stride, padding)
     assert lhs == pytest.approx(rhs, rel=1e-12, abs=1e-12)
 
 
-def test_im2col_reads_channel_major_views(device):
-    # Layers hand each other (N, C, H, W) views of (C, N, H, W) memory; im2col
+def test_im2col_reads_batch_last_views(device):
+    # Layers hand each other (N, C, H, W) views of (C, H, W, N) memory; im2col
     # must read them by their strides and give the same columns as for a copy.
     x = np.random.default_rng(3).standard_normal((3, 2, 5, 5)).astype(np.float32)
-    view = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+    view = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
     a = F.im2col(device.asarray(view), (3, 3), (1, 1), (1, 1))
     b = F.im2col(device.asarray(np.ascontiguousarray(x)), (3, 3), (1, 1), (1, 1))
     np.testing.assert_array_equal(to_host(a), to_host(b))

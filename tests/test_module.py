@@ -153,3 +153,34 @@ def test_module_subclass_must_call_super_init():
 def test_sequential_rejects_non_modules():
     with pytest.raises(TypeError, match="Sequential argument 1 is int"):
         nn.Sequential(nn.ReLU(), 3)
+
+
+def test_backward_params_gives_the_same_parameter_gradients_as_backward(device):
+    x = device.asarray(np.random.default_rng(0).random((3, 1, 6, 6), dtype=np.float32))
+    grads = []
+    for method in ("backward", "backward_params"):
+        model = nn.Sequential(
+            nn.Flatten(), nn.Linear(36, 8, rng=0), nn.ReLU(), nn.Linear(8, 3, rng=1)
+        ).to(device)
+        conv = nn.Sequential(nn.Conv2D(1, 2, 3, rng=2), nn.ReLU(), model).to(device)
+        y = conv(x)
+        result = getattr(conv, method)(device.xp.ones_like(y))
+        assert (result is None) == (method == "backward_params")
+        grads.append({n: to_host(p.grad) for n, p in conv.named_parameters()})
+    for name, value in grads[0].items():
+        np.testing.assert_allclose(grads[1][name], value, rtol=1e-6)
+
+
+def test_backward_params_skips_modules_before_the_first_parameter():
+    calls = []
+
+    class Spy(nn.Flatten):
+        def backward(self, gy):
+            calls.append("flatten")
+            return super().backward(gy)
+
+    model = nn.Sequential(Spy(), nn.Linear(4, 2, rng=0))
+    y = model(np.ones((2, 1, 2, 2), dtype=np.float32))
+    model.backward_params(np.ones_like(y))
+    assert calls == []
+    assert np.any(model[1].weight.grad != 0)

@@ -25,14 +25,34 @@ class _Elementwise(Module):
 class ReLU(_Elementwise):
     """``max(x, 0)``; gradient 1 where x > 0, else 0."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._zeros: Any = None
+
+    def _reset_cache(self) -> None:
+        super()._reset_cache()
+        self._zeros = None
+
     def forward(self, x: Any) -> Any:
-        y = get_array_module(x).maximum(x, x.dtype.type(0))
+        xp = get_array_module(x)
+        zeros = self._zeros
+        # NumPy's maximum against a scalar is several times slower than against
+        # an array of the same layout, so one zero array is kept and reused.
+        if (
+            zeros is None
+            or zeros.shape != x.shape
+            or zeros.strides != x.strides
+            or (zeros.dtype != x.dtype or get_array_module(zeros) is not xp)
+        ):
+            zeros = self._zeros = xp.zeros_like(x)
+        y = xp.maximum(x, zeros)
         self._saved = y
         return y
 
     def backward(self, gy: Any) -> Any:
         y = self._require_saved()
-        return gy * (y > 0)
+        # A float mask multiplies faster than a boolean one.
+        return gy * (y > 0).astype(gy.dtype)
 
 
 class LeakyReLU(_Elementwise):

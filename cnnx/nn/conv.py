@@ -86,33 +86,44 @@ class Conv2D(Module):
         self._col = None
 
     def forward(self, x: Any) -> Any:
-        """``(N, C, H, W)`` -> ``(N, O, OH, OW)`` in the input's dtype."""
+        """``(N, C, H, W)`` -> ``(N, O, OH, OW)`` in the input's dtype (stored batch-last)."""
         self._check_input(x, "NCHW", C=self.in_channels)
         n = x.shape[0]
         col = im2col_checked(self, x)
-        oh, ow = col.shape[-2:]
+        oh, ow = col.shape[3:5]
         o = self.out_channels
-        y = self.weight.data.reshape(o, -1) @ col.reshape(-1, n * oh * ow)
+        y = self.weight.data.reshape(o, -1) @ col.reshape(-1, oh * ow * n)
         if self.bias is not None:
             y += self.bias.data[:, None]
         self._x = x
         self._col = col if self.training else None
-        return y.reshape(o, n, oh, ow).transpose(1, 0, 2, 3)
+        return y.reshape(o, oh, ow, n).transpose(3, 0, 1, 2)
 
-    def backward(self, gy: Any) -> Any:
-        """``gy (N, O, OH, OW)`` -> ``gx (N, C, H, W)``; adds into weight/bias grads."""
+    def _param_grads(self, gy: Any) -> tuple[Any, Any]:
+        """Add into weight/bias grads; return ``(gy as (O, OH·OW·N), columns)``."""
         if self._x is None:
             raise RuntimeError(f"{self!r}: backward() called before forward()")
-        x = self._x
-        col = self._col if self._col is not None else im2col_checked(self, x)
+        col = self._col if self._col is not None else im2col_checked(self, self._x)
         o = self.out_channels
-        gy2 = gy.transpose(1, 0, 2, 3).reshape(o, -1)  # free when gy is channel-major
+        gy2 = gy.transpose(1, 2, 3, 0).reshape(o, -1)  # free when gy is stored batch-last
         col2 = col.reshape(-1, gy2.shape[1])
         self.weight.grad += (gy2 @ col2.T).reshape(self.weight.grad.shape)
         if self.bias is not None:
             self.bias.grad += gy2.sum(axis=1)
-        gcol = self.weight.data.reshape(o, -1).T @ gy2
-        return F.col2im(gcol.reshape(col.shape), x.shape, self.stride, self.padding)
+        return gy2, col
+
+    def backward(self, gy: Any) -> Any:
+        """``gy (N, O, OH, OW)`` -> ``gx (N, C, H, W)``; adds into weight/bias grads."""
+        gy2, col = self._param_grads(gy)
+        gcol = self.weight.data.reshape(self.out_channels, -1).T @ gy2
+        return F.col2im(gcol.reshape(col.shape), self._x.shape, self.stride, self.padding)
+
+    def backward_params(self, gy: Any) -> None:
+        """Like :meth:`backward` but only accumulates parameter gradients (no ``gx``).
+
+        Used for a network's first layer, whose input gradient nobody needs.
+        """
+        self._param_grads(gy)
 
 
 def im2col_checked(layer: Conv2D, x: Any) -> Any:

@@ -3,13 +3,15 @@
 Both transforms are a KH×KW loop of strided-slice copies (``+=`` for col2im):
 no scatter-add, so they are deterministic on the CPU and on the GPU.
 
-Memory layout. The column matrix is laid out ``(C, KH, KW, N, OH, OW)`` so that
-a convolution is one matrix product ``W (O, C·KH·KW) @ col (C·KH·KW, N·OH·OW)``
-whose result ``(O, N·OH·OW)`` *is* the output, stored channel-major. Layers
-return that as the transposed view ``(N, O, OH, OW)`` instead of copying it to
-NCHW order: every later elementwise op keeps the layout, the next convolution's
-im2col reads it through strides, and its backward gets ``gy`` back in the same
-layout, so the reshape for the weight-gradient product is free as well.
+Memory layout. Inside a network, activations are stored batch-last,
+``(C, H, W, N)`` in memory, and handed from layer to layer as the transposed
+view ``(N, C, H, W)``. With the batch innermost, every strided slice below
+copies runs of ``OW·N`` (stride 1) or ``N`` contiguous values instead of rows
+of ``OW``, which on NumPy is several times faster. The column matrix is laid
+out ``(C, KH, KW, OH, OW, N)``, so a convolution is one matrix product
+``W (O, C·KH·KW) @ col (C·KH·KW, OH·OW·N)`` whose result *is* the output in
+batch-last memory. Any input layout is accepted; inputs in another layout are
+first copied to batch-last order once.
 """
 
 from __future__ import annotations
@@ -55,6 +57,17 @@ def _window(start: int, count: int, stride: int) -> slice:
     return slice(start, start + stride * (count - 1) + 1, stride)
 
 
+def batch_last(x: Any) -> Any:
+    """Return ``(N, C, H, W)`` array ``x`` as a C-contiguous ``(C, H, W, N)`` array.
+
+    Free (a view) when ``x`` is already stored batch-last, one copy otherwise.
+    """
+    src = x.transpose(1, 2, 3, 0)
+    if src.flags.c_contiguous:
+        return src
+    return get_array_module(x).ascontiguousarray(src)
+
+
 def im2col(
     x: Any,
     kernel_size: tuple[int, int],
@@ -70,8 +83,8 @@ def im2col(
         padding: ``(PH, PW)`` zeros added on each side.
 
     Returns:
-        ``col`` of shape ``(C, KH, KW, N, OH, OW)``, C-contiguous, in ``x.dtype``:
-        ``col[c, i, j, n, oh, ow] == x_padded[n, c, oh·SH + i, ow·SW + j]``.
+        ``col`` of shape ``(C, KH, KW, OH, OW, N)``, C-contiguous, in ``x.dtype``:
+        ``col[c, i, j, oh, ow, n] == x_padded[n, c, oh·SH + i, ow·SW + j]``.
     """
     xp = get_array_module(x)
     n, c, h, w = x.shape
@@ -80,16 +93,16 @@ def im2col(
     ph, pw = padding
     oh = conv_output_size(h, kh, sh, ph)
     ow = conv_output_size(w, kw, sw, pw)
-    src = x.transpose(1, 0, 2, 3)  # (C, N, H, W) view: free for channel-major inputs
     if ph or pw:
-        padded = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
-        padded[:, :, ph : ph + h, pw : pw + w] = src
-        src = padded
-    col = xp.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
+        src = xp.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=x.dtype)
+        src[:, ph : ph + h, pw : pw + w] = x.transpose(1, 2, 3, 0)
+    else:
+        src = batch_last(x)
+    col = xp.empty((c, kh, kw, oh, ow, n), dtype=x.dtype)
     for i in range(kh):
         rows = _window(i, oh, sh)
         for j in range(kw):
-            col[:, i, j] = src[:, :, rows, _window(j, ow, sw)]
+            col[:, i, j] = src[:, rows, _window(j, ow, sw)]
     return col
 
 
@@ -102,28 +115,27 @@ def col2im(
     """Fold columns back into an image, summing overlapping windows (adjoint of im2col).
 
     Args:
-        col: ``(C, KH, KW, N, OH, OW)`` columns (e.g. the gradient of im2col's output).
+        col: ``(C, KH, KW, OH, OW, N)`` columns (e.g. the gradient of im2col's output).
         input_shape: ``(N, C, H, W)`` of the image im2col was applied to.
         stride: ``(SH, SW)`` used by im2col.
         padding: ``(PH, PW)`` used by im2col; the padded border is cropped off.
 
     Returns:
-        ``(N, C, H, W)`` array in ``col.dtype`` (a channel-major view: its transpose
-        ``(C, N, H, W)`` is C-contiguous when there is no padding).
+        ``(N, C, H, W)`` array in ``col.dtype``, stored batch-last.
     """
     xp = get_array_module(col)
     n, c, h, w = input_shape
-    _, kh, kw, _, oh, ow = col.shape
+    _, kh, kw, oh, ow, _ = col.shape
     sh, sw = stride
     ph, pw = padding
-    out = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=col.dtype)
+    out = xp.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=col.dtype)
     for i in range(kh):
         rows = _window(i, oh, sh)
         for j in range(kw):
-            out[:, :, rows, _window(j, ow, sw)] += col[:, i, j]
+            out[:, rows, _window(j, ow, sw)] += col[:, i, j]
     if ph or pw:
-        out = out[:, :, ph : ph + h, pw : pw + w]
-    return out.transpose(1, 0, 2, 3)
+        out = out[:, ph : ph + h, pw : pw + w]
+    return out.transpose(3, 0, 1, 2)
 
 
 def log_softmax(logits: Any) -> Any:

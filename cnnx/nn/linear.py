@@ -58,18 +58,27 @@ class Linear(Module):
         self._x = x
         return y
 
-    def backward(self, gy: Any) -> Any:
-        """``gy (N, O)`` -> ``gx (N, F)``; adds into weight/bias grads."""
+    def backward_params(self, gy: Any) -> None:
+        """Add into weight/bias grads without computing the input gradient."""
         if self._x is None:
             raise RuntimeError(f"{self!r}: backward() called before forward()")
         self.weight.grad += gy.T @ self._x
         if self.bias is not None:
             self.bias.grad += gy.sum(axis=0)
-        return gy @ self.weight.data
+
+    def backward(self, gy: Any) -> Any:
+        """``gy (N, O)`` -> ``gx (N, F)``; adds into weight/bias grads."""
+        self.backward_params(gy)
+        # (Wᵀ gyᵀ)ᵀ instead of gy W: the same numbers, stored feature-major, which
+        # Flatten turns back into the batch-last layout the layers below work in.
+        return (self.weight.data.T @ gy.T).T
 
 
 class Flatten(Module):
-    """``(N, d1, d2, ...)`` -> ``(N, d1·d2·...)`` in C order (PyTorch's order)."""
+    """``(N, d1, d2, ...)`` -> ``(N, d1·d2·...)`` in C order (PyTorch's order).
+
+    For batch-last activations this is a view, not a copy.
+    """
 
     def __init__(self) -> None:
         super().__init__()

@@ -109,6 +109,15 @@ class Module:
     def backward(self, gy: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not implement backward()")
 
+    def backward_params(self, gy: Any) -> None:
+        """Accumulate parameter gradients only; the input gradient is not needed.
+
+        Training loops call this on a whole model, whose input is data. The
+        default runs :meth:`backward` and drops its result; layers whose input
+        gradient costs real work (Conv2D, Linear) skip computing it.
+        """
+        self.backward(gy)
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward(*args, **kwargs)
 
@@ -331,6 +340,20 @@ class Sequential(Module):
         for module in reversed(self._modules.values()):
             gy = module.backward(gy)
         return gy
+
+    def backward_params(self, gy: Any) -> None:
+        """Backward pass that stops at the first module holding parameters.
+
+        Modules before it get no gradient (nothing below needs one), and that
+        module itself only accumulates its parameter gradients.
+        """
+        modules = list(self._modules.values())
+        first = next((i for i, m in enumerate(modules) if m.parameters()), None)
+        if first is None:
+            return
+        for module in reversed(modules[first + 1 :]):
+            gy = module.backward(gy)
+        modules[first].backward_params(gy)
 
     def __len__(self) -> int:
         return len(self._modules)

@@ -1,8 +1,13 @@
-"""Max and average pooling as a KH×KW loop of strided slices.
+"""Max and average pooling as loops of strided slices over batch-last memory.
 
-Working slice by slice (instead of reshaping into windows) handles every kernel,
-stride and input size the same way, overlapping windows included, keeps the
-input's memory layout, and is deterministic on both devices.
+Slices of ``(C, H, W, N)`` memory copy runs of ``N`` contiguous values, and
+the loops handle every kernel, stride and input size the same way,
+overlapping windows included, deterministically on both devices.
+
+Max pooling with non-overlapping windows (stride = kernel, the usual case) is
+done separably: first the maximum across each window row, then across rows.
+Taking the first maximum at each stage gives the first maximum of the window
+in row-major order, and needs KH + KW − 2 comparisons instead of KH·KW − 1.
 """
 
 from __future__ import annotations
@@ -12,6 +17,48 @@ from typing import Any
 from cnnx.backends import get_array_module
 from cnnx.nn import functional as F
 from cnnx.nn.module import Module
+
+
+def first_max(candidates: list[Any]) -> tuple[Any, Any]:
+    """Elementwise maximum of same-shaped arrays, and the index of the first one attaining it.
+
+    Returns:
+        ``(best, arg)``: ``best`` a new array; ``arg`` uint8 indices into ``candidates``
+        (ties keep the lower index, since only a strictly greater value replaces).
+    """
+    xp = get_array_module(candidates[0])
+    best = candidates[0]
+    arg = None
+    for k, candidate in enumerate(candidates[1:], start=1):
+        better = candidate > best
+        best = xp.maximum(best, candidate, out=None if k == 1 else best)
+        if arg is None:
+            arg = better.view(xp.uint8)  # True/False as 1/0, which is k for k = 1
+        else:
+            # arg = where(better, k, arg) as uint8 arithmetic (wraps mod 256 exactly);
+            # NumPy's where with a scalar is several times slower than this.
+            arg += better * (k - arg)
+    if arg is None:
+        best = best.copy()
+        arg = xp.zeros(best.shape, dtype=xp.uint8)
+    return best, arg
+
+
+def route(g: Any, arg: Any, outputs: list[Any]) -> None:
+    """Send each element of ``g`` to ``outputs[arg]`` and zero to the others (one-hot routing).
+
+    ``outputs`` are views to write into, each shaped like ``g``. The last one is
+    filled with ``g`` minus the others, which is exact because the routing is one-hot.
+    """
+    xp = get_array_module(g)
+    others = None
+    for i, out in enumerate(outputs[:-1]):
+        xp.multiply(g, (arg == i).astype(g.dtype), out=out)
+        others = out if others is None else others + out
+    if others is None:
+        outputs[-1][...] = g
+    else:
+        xp.subtract(g, others, out=outputs[-1])
 
 
 class _Pool2D(Module):
@@ -35,6 +82,10 @@ class _Pool2D(Module):
     def _reset_cache(self) -> None:
         self._x_shape = None
 
+    @property
+    def _non_overlapping(self) -> bool:
+        return self.stride == self.kernel_size
+
     def _geometry(self, x: Any) -> tuple[int, int]:
         self._check_input(x, "NCHW")
         kh, kw = self.kernel_size
@@ -46,13 +97,16 @@ class _Pool2D(Module):
             )
         return F.conv_output_size(h, kh, sh, 0), F.conv_output_size(w, kw, sw, 0)
 
-    def _windows(self, oh: int, ow: int):
-        """Yield ``(k, rows, cols)``: the k-th window offset, in row-major order."""
+    def _windows(self, oh: int, ow: int) -> list[tuple[slice, slice]]:
+        """``(rows, cols)`` of each window offset, in row-major order."""
         kh, kw = self.kernel_size
         sh, sw = self.stride
-        for i in range(kh):
-            for j in range(kw):
-                yield i * kw + j, F._window(i, oh, sh), F._window(j, ow, sw)
+        return [(F._window(i, oh, sh), F._window(j, ow, sw)) for i in range(kh) for j in range(kw)]
+
+    def _require_forward(self) -> tuple[int, int, int, int]:
+        if self._x_shape is None:
+            raise RuntimeError(f"{self!r}: backward() called before forward()")
+        return self._x_shape
 
 
 class MaxPool2D(_Pool2D):
@@ -70,45 +124,47 @@ class MaxPool2D(_Pool2D):
         self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None
     ):
         super().__init__(kernel_size, stride)
-        self._argmax: Any = None
+        self._args: tuple[Any, ...] = ()
 
     def _reset_cache(self) -> None:
         super()._reset_cache()
-        self._argmax = None
+        self._args = ()
 
     def forward(self, x: Any) -> Any:
-        xp = get_array_module(x)
         oh, ow = self._geometry(x)
-        src = x.transpose(1, 0, 2, 3)  # (C, N, H, W): keeps channel-major inputs contiguous
-        windows = self._windows(oh, ow)
-        _, rows, cols = next(windows)
-        y = src[:, :, rows, cols].copy()
-        argmax = xp.zeros(y.shape, dtype=xp.uint8)
-        for k, rows, cols in windows:
-            candidate = src[:, :, rows, cols]
-            # Strictly greater: ties keep the earlier position, so the first maximum wins.
-            xp.copyto(argmax, k, where=candidate > y)
-            xp.maximum(y, candidate, out=y)
+        kh, kw = self.kernel_size
+        src = F.batch_last(x)  # (C, H, W, N)
+        if self._non_overlapping:
+            src = src[:, : oh * kh, : ow * kw]
+            row_max, col_arg = first_max([src[:, :, j::kw] for j in range(kw)])
+            y, row_arg = first_max([row_max[:, i::kh] for i in range(kh)])
+            self._args = (col_arg, row_arg)
+        else:
+            y, arg = first_max([src[:, rows, cols] for rows, cols in self._windows(oh, ow)])
+            self._args = (arg,)
         self._x_shape = tuple(x.shape)
-        self._argmax = argmax
-        return y.transpose(1, 0, 2, 3)
+        return y.transpose(3, 0, 1, 2)
 
     def backward(self, gy: Any) -> Any:
-        if self._argmax is None:
-            raise RuntimeError(f"{self!r}: backward() called before forward()")
+        n, c, h, w = self._require_forward()
         xp = get_array_module(gy)
-        n, c, h, w = self._x_shape
-        gx = xp.zeros((c, n, h, w), dtype=gy.dtype)
-        gyt = gy.transpose(1, 0, 2, 3)
-        _, _, oh, ow = gyt.shape
-        overlapping = any(s < k for s, k in zip(self.stride, self.kernel_size, strict=True))
-        for k, rows, cols in self._windows(oh, ow):
-            routed = gyt * (self._argmax == k)
-            if overlapping:
-                gx[:, :, rows, cols] += routed
-            else:
-                gx[:, :, rows, cols] = routed
-        return gx.transpose(1, 0, 2, 3)
+        gyt = gy.transpose(1, 2, 3, 0)  # (C, OH, OW, N)
+        _, oh, ow, _ = gyt.shape
+        kh, kw = self.kernel_size
+        if self._non_overlapping:
+            col_arg, row_arg = self._args
+            cropped = h != oh * kh or w != ow * kw
+            gx = (xp.zeros if cropped else xp.empty)((c, h, w, n), dtype=gy.dtype)
+            g_rows = xp.empty((c, oh * kh, ow, n), dtype=gy.dtype)
+            route(gyt, row_arg, [g_rows[:, i::kh] for i in range(kh)])
+            inner = gx[:, : oh * kh, : ow * kw]
+            route(g_rows, col_arg, [inner[:, :, j::kw] for j in range(kw)])
+        else:
+            (arg,) = self._args
+            gx = xp.zeros((c, h, w, n), dtype=gy.dtype)
+            for k, (rows, cols) in enumerate(self._windows(oh, ow)):
+                gx[:, rows, cols] += gyt * (arg == k).astype(gy.dtype)
+        return gx.transpose(3, 0, 1, 2)
 
 
 class AvgPool2D(_Pool2D):
@@ -121,24 +177,22 @@ class AvgPool2D(_Pool2D):
 
     def forward(self, x: Any) -> Any:
         oh, ow = self._geometry(x)
-        src = x.transpose(1, 0, 2, 3)
+        src = F.batch_last(x)
         windows = self._windows(oh, ow)
-        _, rows, cols = next(windows)
-        y = src[:, :, rows, cols].copy()
-        for _, rows, cols in windows:
-            y += src[:, :, rows, cols]
+        rows, cols = windows[0]
+        y = src[:, rows, cols].copy()
+        for rows, cols in windows[1:]:
+            y += src[:, rows, cols]
         y *= 1.0 / (self.kernel_size[0] * self.kernel_size[1])
         self._x_shape = tuple(x.shape)
-        return y.transpose(1, 0, 2, 3)
+        return y.transpose(3, 0, 1, 2)
 
     def backward(self, gy: Any) -> Any:
-        if self._x_shape is None:
-            raise RuntimeError(f"{self!r}: backward() called before forward()")
+        n, c, h, w = self._require_forward()
         xp = get_array_module(gy)
-        n, c, h, w = self._x_shape
-        gx = xp.zeros((c, n, h, w), dtype=gy.dtype)
-        gyt = gy.transpose(1, 0, 2, 3) * (1.0 / (self.kernel_size[0] * self.kernel_size[1]))
-        _, _, oh, ow = gyt.shape
-        for _, rows, cols in self._windows(oh, ow):
-            gx[:, :, rows, cols] += gyt
-        return gx.transpose(1, 0, 2, 3)
+        gx = xp.zeros((c, h, w, n), dtype=gy.dtype)
+        gyt = gy.transpose(1, 2, 3, 0) * (1.0 / (self.kernel_size[0] * self.kernel_size[1]))
+        _, oh, ow, _ = gyt.shape
+        for rows, cols in self._windows(oh, ow):
+            gx[:, rows, cols] += gyt
+        return gx.transpose(3, 0, 1, 2)
