@@ -124,8 +124,9 @@ def test_rejects_non_write_modes(tmp_path, mode):
 
 
 def test_rejects_encoding_for_binary_mode(tmp_path):
-    with pytest.raises(ValueError, match="text modes"), atomic_write(
-        tmp_path / "f", "wb", encoding="utf-8"
+    with (
+        pytest.raises(ValueError, match="text modes"),
+        atomic_write(tmp_path / "f", "wb", encoding="utf-8"),
     ):
         pass
 

@@ -20,7 +20,7 @@ def test_devices_lists_the_cpu_and_each_gpu_or_why_none():
     assert result.exit_code == 0
     lines = result.output.splitlines()
     assert lines[0].startswith("cpu ")
-    count, reason, names = gpu_status()
+    count, reason, _ = gpu_status()
     if count == 0:
         assert lines[1] == f"cuda    not usable: {reason}"
     else:

@@ -24,8 +24,9 @@ def sample_array(dtype, shape, seed=0):
     n = int(np.prod(shape))
     if dtype.kind == "f":
         values = rng.standard_normal(n).astype(dtype) * dtype.type(1e3)
-        specials = np.array([np.nan, np.inf, -np.inf, -0.0, np.finfo(dtype).max,
-                             np.finfo(dtype).tiny], dtype=dtype)
+        specials = np.array(
+            [np.nan, np.inf, -np.inf, -0.0, np.finfo(dtype).max, np.finfo(dtype).tiny], dtype=dtype
+        )
     else:
         info = np.iinfo(dtype)
         values = rng.integers(info.min, info.max, size=n, endpoint=True, dtype=dtype)
@@ -43,6 +44,7 @@ def assert_messages_name(excinfo, path, *fragments):
 
 
 # --- round trips -------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("suffix", ["", ".gz"])
@@ -72,7 +74,7 @@ def test_round_trip_from_either_byte_order(tmp_path, dtype):
 def test_write_produces_the_documented_bytes(tmp_path):
     write_idx(tmp_path / "u8", np.array([[1, 2, 3], [4, 5, 6]], dtype=np.uint8))
     assert (tmp_path / "u8").read_bytes() == (
-        b"\x00\x00\x08\x02" b"\x00\x00\x00\x02" b"\x00\x00\x00\x03" b"\x01\x02\x03\x04\x05\x06"
+        b"\x00\x00\x08\x02\x00\x00\x00\x02\x00\x00\x00\x03\x01\x02\x03\x04\x05\x06"
     )
     write_idx(tmp_path / "i16", np.array([1, -2], dtype=np.int16))
     assert (tmp_path / "i16").read_bytes() == b"\x00\x00\x0b\x01\x00\x00\x00\x02\x00\x01\xff\xfe"
@@ -130,6 +132,7 @@ def test_write_rejects_what_idx_cannot_hold(tmp_path, array, error, match):
 
 # --- bad files ---------------------------------------------------------------------------
 
+
 def test_missing_file(tmp_path):
     with pytest.raises(DatasetError) as excinfo:
         read_idx(tmp_path / "nope")
@@ -147,8 +150,10 @@ def test_missing_file(tmp_path):
         (b"\x00\x00\x0a\x01\x00\x00\x00\x01\x05", ["unknown IDX dtype code 0x0A", "0x08 (uint8)"]),
         (b"\x00\x00\x08\x00", ["declares 0 dimensions", "expected 1 to 32"]),
         (b"\x00\x00\x08\xc8" + b"\x00" * 800, ["declares 200 dimensions"]),
-        (b"\x00\x00\x08\x03\x00\x00\x00\x02\x00\x00",
-         ["truncated IDX header", "12 bytes", "found 6"]),
+        (
+            b"\x00\x00\x08\x03\x00\x00\x00\x02\x00\x00",
+            ["truncated IDX header", "12 bytes", "found 6"],
+        ),
     ],
 )
 @pytest.mark.parametrize("compress", [False, True], ids=["plain", "gz"])
@@ -193,8 +198,9 @@ def valid_gzip(n=2000):
         pytest.param(lambda b: b[:-4], id="cut-in-trailer"),
         pytest.param(lambda b: b[:-8] + bytes(a ^ 0xFF for a in b[-8:-4]) + b[-4:], id="bad-crc"),
         pytest.param(lambda b: b[:-4] + b"\x00\x00\x00\x00", id="bad-length"),
-        pytest.param(lambda b: b[:20] + bytes(a ^ 0x55 for a in b[20:60]) + b[60:],
-                     id="garbled-deflate"),
+        pytest.param(
+            lambda b: b[:20] + bytes(a ^ 0x55 for a in b[20:60]) + b[60:], id="garbled-deflate"
+        ),
         pytest.param(lambda b: b + b"garbage", id="junk-after-stream"),
         pytest.param(lambda b: b[:2] + b"\x07" + b[3:], id="bad-method"),
         pytest.param(lambda b: b[:3], id="header-only"),

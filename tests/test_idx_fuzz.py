@@ -46,8 +46,16 @@ def encode(array):
     return header + array.astype(CODES[code]).tobytes()
 
 
-ERROR_KINDS = ("not an IDX file", "unknown IDX dtype", "truncated IDX header", "dimensions",
-               "more than the limit", "truncated", "trailing bytes", "corrupt gzip")
+ERROR_KINDS = (
+    "not an IDX file",
+    "unknown IDX dtype",
+    "truncated IDX header",
+    "dimensions",
+    "more than the limit",
+    "truncated",
+    "trailing bytes",
+    "corrupt gzip",
+)
 
 
 @pytest.fixture(scope="module")
@@ -101,9 +109,7 @@ def test_random_bytes(case_path, content):
 @FUZZ_SETTINGS
 @given(
     code=st.one_of(st.sampled_from(sorted(CODES)), st.integers(0, 255)),
-    dims=st.lists(
-        st.one_of(st.integers(0, 6), st.integers(0, 2**32 - 1)), min_size=0, max_size=6
-    ),
+    dims=st.lists(st.one_of(st.integers(0, 6), st.integers(0, 2**32 - 1)), min_size=0, max_size=6),
     ndim_override=st.one_of(st.none(), st.integers(0, 255)),
     body=st.binary(max_size=400),
     compress=st.booleans(),
@@ -126,8 +132,10 @@ def mutations(draw, size):
     if kind == "magic":
         return kind, draw(st.integers(0, 3)), draw(st.integers(0, 255))
     if kind == "dim":
-        return kind, draw(st.integers(0, 5)), draw(
-            st.one_of(st.integers(0, 8), st.integers(0, 2**32 - 1))
+        return (
+            kind,
+            draw(st.integers(0, 5)),
+            draw(st.one_of(st.integers(0, 8), st.integers(0, 2**32 - 1))),
         )
     return kind, None, None
 
@@ -146,7 +154,7 @@ def mutate(content, mutation):
     elif kind == "dim":
         ndim = data[3]
         if where < ndim:
-            data[4 + 4 * where: 8 + 4 * where] = struct.pack(">I", what)
+            data[4 + 4 * where : 8 + 4 * where] = struct.pack(">I", what)
     return bytes(data)
 
 

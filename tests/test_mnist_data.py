@@ -70,6 +70,7 @@ def make_split(directory, split="test", n=12, *, gz=True, seed=0):
 
 # --- locating ----------------------------------------------------------------------------
 
+
 def test_mnist_dir_precedence(monkeypatch, tmp_path):
     assert mnist_dir() == tmp_path / "home" / ".cache" / "cnnx" / "mnist"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
@@ -104,6 +105,7 @@ def test_mirror_list_sources(monkeypatch):
 
 
 # --- loading files placed by hand ------------------------------------------------------------
+
 
 @pytest.mark.parametrize("gz", [True, False], ids=["gz", "plain"])
 def test_loads_placed_files(tmp_path, gz):
@@ -149,23 +151,55 @@ def write_file(directory, name, array):
 @pytest.mark.parametrize(
     ("images", "labels", "bad", "fragments"),
     [
-        pytest.param(np.zeros(3, np.uint8), np.zeros(3, np.uint8), "images",
-                     ["not an MNIST image file", "magic 2049", "expected 2051"],
-                     id="labels-file-as-images"),
-        pytest.param(np.zeros((3, 28, 28), np.int8), np.zeros(3, np.uint8), "images",
-                     ["magic 2307", "int8", "expected 2051"], id="int8-images"),
-        pytest.param(np.zeros((3, 27, 27), np.uint8), np.zeros(3, np.uint8), "images",
-                     ["28×28", "27×27"], id="wrong-image-size"),
-        pytest.param(np.zeros((3, 28, 28), np.uint8), np.zeros((3, 1), np.uint8), "labels",
-                     ["not an MNIST label file", "magic 2050", "expected 2049"],
-                     id="2d-labels"),
-        pytest.param(np.zeros((3, 28, 28), np.uint8), np.zeros(3, np.int32), "labels",
-                     ["magic 3073", "expected 2049"], id="int32-labels"),
-        pytest.param(np.zeros((3, 28, 28), np.uint8), np.array([1, 10, 255], np.uint8),
-                     "labels", ["label 10 at index 1", "2 labels out of range", "0 to 9"],
-                     id="label-out-of-range"),
-        pytest.param(np.zeros((3, 28, 28), np.uint8), np.zeros(4, np.uint8), "both",
-                     ["3 images", "4 labels", "same count"], id="counts-differ"),
+        pytest.param(
+            np.zeros(3, np.uint8),
+            np.zeros(3, np.uint8),
+            "images",
+            ["not an MNIST image file", "magic 2049", "expected 2051"],
+            id="labels-file-as-images",
+        ),
+        pytest.param(
+            np.zeros((3, 28, 28), np.int8),
+            np.zeros(3, np.uint8),
+            "images",
+            ["magic 2307", "int8", "expected 2051"],
+            id="int8-images",
+        ),
+        pytest.param(
+            np.zeros((3, 27, 27), np.uint8),
+            np.zeros(3, np.uint8),
+            "images",
+            ["28×28", "27×27"],
+            id="wrong-image-size",
+        ),
+        pytest.param(
+            np.zeros((3, 28, 28), np.uint8),
+            np.zeros((3, 1), np.uint8),
+            "labels",
+            ["not an MNIST label file", "magic 2050", "expected 2049"],
+            id="2d-labels",
+        ),
+        pytest.param(
+            np.zeros((3, 28, 28), np.uint8),
+            np.zeros(3, np.int32),
+            "labels",
+            ["magic 3073", "expected 2049"],
+            id="int32-labels",
+        ),
+        pytest.param(
+            np.zeros((3, 28, 28), np.uint8),
+            np.array([1, 10, 255], np.uint8),
+            "labels",
+            ["label 10 at index 1", "2 labels out of range", "0 to 9"],
+            id="label-out-of-range",
+        ),
+        pytest.param(
+            np.zeros((3, 28, 28), np.uint8),
+            np.zeros(4, np.uint8),
+            "both",
+            ["3 images", "4 labels", "same count"],
+            id="counts-differ",
+        ),
     ],
 )
 def test_structural_errors_name_the_file(tmp_path, images, labels, bad, fragments):
@@ -196,8 +230,15 @@ def test_missing_files_without_download(tmp_path):
     with pytest.raises(DatasetError) as excinfo:
         load_mnist("test", root=target, download=False)
     message = str(excinfo.value)
-    for fragment in (IMAGES, LABELS, str(target), "download=False", "CNNX_DATA_DIR",
-                     "--data-dir", "by hand"):
+    for fragment in (
+        IMAGES,
+        LABELS,
+        str(target),
+        "download=False",
+        "CNNX_DATA_DIR",
+        "--data-dir",
+        "by hand",
+    ):
         assert fragment in message
     assert "Mirrors tried" not in message and "http" not in message
     assert not target.exists()  # nothing created when nothing may be downloaded
@@ -213,6 +254,7 @@ def test_only_the_missing_file_is_listed(tmp_path):
 
 
 # --- downloads from a local server -------------------------------------------------------------
+
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
@@ -280,12 +322,11 @@ def payload(n=100_000, seed=0):
 def test_download_verified_writes_matching_file(server, tmp_path):
     body, digest = payload()
     server.serve("/good/f.gz", body)
-    dest = download_verified([server.url + "/good/f.gz"], tmp_path / "f.gz", digest,
-                             progress=False)
+    dest = download_verified([server.url + "/good/f.gz"], tmp_path / "f.gz", digest, progress=False)
     assert dest == tmp_path / "f.gz"
     assert dest.read_bytes() == body
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.gz"]
-    (path, agent), = server.requests
+    ((path, agent),) = server.requests
     assert path == "/good/f.gz" and agent.startswith("cnnx/")
 
 
@@ -293,8 +334,12 @@ def test_download_falls_through_dead_missing_and_garbage_mirrors(server, tmp_pat
     body, digest = payload()
     server.serve("/garbage/f.gz", b"<html>not the file</html>")
     server.serve("/good/f.gz", body)
-    urls = [dead_mirror() + "f.gz", server.url + "/missing/f.gz",
-            server.url + "/garbage/f.gz", server.url + "/good/f.gz"]
+    urls = [
+        dead_mirror() + "f.gz",
+        server.url + "/missing/f.gz",
+        server.url + "/garbage/f.gz",
+        server.url + "/good/f.gz",
+    ]
     download_verified(urls, tmp_path / "f.gz", digest, progress=False)
     assert (tmp_path / "f.gz").read_bytes() == body
     assert [p for p, _ in server.requests] == ["/missing/f.gz", "/garbage/f.gz", "/good/f.gz"]
@@ -328,13 +373,14 @@ def test_connection_closed_mid_body_leaves_nothing_then_next_mirror_wins(server,
     dest = tmp_path / "f.gz"
     with pytest.raises(DownloadError) as excinfo:
         download_verified([server.url + "/cut/f.gz"], dest, digest, progress=False)
-    (_, reason), = excinfo.value.attempts
+    ((_, reason),) = excinfo.value.attempts
     assert "150000 of 300000 bytes" in reason or "connection broke" in reason
     assert list(tmp_path.iterdir()) == []
 
     server.serve("/good/f.gz", body)
-    download_verified([server.url + "/cut/f.gz", server.url + "/good/f.gz"], dest, digest,
-                      progress=False)
+    download_verified(
+        [server.url + "/cut/f.gz", server.url + "/good/f.gz"], dest, digest, progress=False
+    )
     assert dest.read_bytes() == body
     assert temp_leftovers(tmp_path) == []
 
@@ -351,8 +397,12 @@ def test_interrupt_mid_stream_leaves_no_file(server, tmp_path, monkeypatch, exc_
 
     monkeypatch.setattr(mnist.Progress, "update", interrupting_update)
     with pytest.raises(exc_type):
-        download_verified([server.url + "/good/f.gz", server.url + "/good/f.gz"],
-                          tmp_path / "f.gz", digest, progress=False)
+        download_verified(
+            [server.url + "/good/f.gz", server.url + "/good/f.gz"],
+            tmp_path / "f.gz",
+            digest,
+            progress=False,
+        )
     assert len(seen) == 1  # interrupted after the first chunk, and no second mirror tried
     assert 0 < seen[0] < len(body)
     assert list(tmp_path.iterdir()) == []
@@ -362,8 +412,9 @@ def test_oversized_download_is_refused(server, tmp_path):
     body, digest = payload(5000)
     server.serve("/good/f.gz", body)
     with pytest.raises(DownloadError, match="over the 4096 limit"):
-        download_verified([server.url + "/good/f.gz"], tmp_path / "f.gz", digest,
-                          progress=False, max_bytes=4096)
+        download_verified(
+            [server.url + "/good/f.gz"], tmp_path / "f.gz", digest, progress=False, max_bytes=4096
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -371,16 +422,18 @@ def test_local_write_failure_is_not_blamed_on_the_mirror(server, tmp_path):
     body, digest = payload(1000)
     server.serve("/good/f.gz", body)
     with pytest.raises(DatasetError, match="cannot write") as excinfo:
-        download_verified([server.url + "/good/f.gz"], tmp_path / "no-dir" / "f.gz", digest,
-                          progress=False)
+        download_verified(
+            [server.url + "/good/f.gz"], tmp_path / "no-dir" / "f.gz", digest, progress=False
+        )
     assert not isinstance(excinfo.value, DownloadError)
 
 
 def test_file_urls_work(tmp_path):
     body, digest = payload(1000)
     (tmp_path / "src.gz").write_bytes(body)
-    dest = download_verified([(tmp_path / "src.gz").as_uri()], tmp_path / "dst.gz", digest,
-                             progress=False)
+    dest = download_verified(
+        [(tmp_path / "src.gz").as_uri()], tmp_path / "dst.gz", digest, progress=False
+    )
     assert dest.read_bytes() == body
 
 
@@ -459,8 +512,17 @@ def test_load_mnist_all_mirrors_fail_message(server, tmp_path, fake_mnist):
     with pytest.raises(DatasetError) as excinfo:
         load_mnist("test", root=root, mirrors=mirrors, progress=False)
     message = str(excinfo.value)
-    for fragment in (IMAGES, LABELS, str(root), "HTTP 404", "SHA-256 mismatch",
-                     "CNNX_DATA_DIR", "--data-dir", "CNNX_MNIST_MIRRORS", "by hand"):
+    for fragment in (
+        IMAGES,
+        LABELS,
+        str(root),
+        "HTTP 404",
+        "SHA-256 mismatch",
+        "CNNX_DATA_DIR",
+        "--data-dir",
+        "CNNX_MNIST_MIRRORS",
+        "by hand",
+    ):
         assert fragment in message, f"{fragment!r} not in {message!r}"
     for base in mirrors:
         assert base + IMAGES + ".gz" in message
@@ -490,8 +552,10 @@ REAL_IDX_SHA256 = {
 
 def _real_mnist_dir():
     if not REAL_DATA_DIR:
-        pytest.skip("CNNX_DATA_DIR is not set; set it to a directory whose mnist/ holds the "
-                    "t10k files (e.g. CNNX_DATA_DIR=/work/shared/data) to run this test")
+        pytest.skip(
+            "CNNX_DATA_DIR is not set; set it to a directory whose mnist/ holds the "
+            "t10k files (e.g. CNNX_DATA_DIR=/work/shared/data) to run this test"
+        )
     directory = Path(REAL_DATA_DIR) / "mnist"
     for name in (IMAGES, LABELS):
         if not ((directory / name).is_file() or (directory / (name + ".gz")).is_file()):

@@ -160,7 +160,7 @@ def test_backward_params_gives_the_same_parameter_gradients_as_backward(device):
     grads = []
     for method in ("backward", "backward_params"):
         model = nn.Sequential(
-            nn.Flatten(), nn.Linear(36, 8, rng=0), nn.ReLU(), nn.Linear(8, 3, rng=1)
+            nn.Flatten(), nn.Linear(32, 8, rng=0), nn.ReLU(), nn.Linear(8, 3, rng=1)
         ).to(device)
         conv = nn.Sequential(nn.Conv2D(1, 2, 3, rng=2), nn.ReLU(), model).to(device)
         y = conv(x)

@@ -71,8 +71,7 @@ def test_default_stream_is_stderr(capsys):
 
 def test_line_shows_desc_percent_bar_count_rate_eta_and_postfix(clock):
     stream = io.StringIO()
-    bar = Progress(10, desc="epoch 1", unit="samples", stream=stream, enabled=True,
-                   min_interval=0)
+    bar = Progress(10, desc="epoch 1", unit="samples", stream=stream, enabled=True, min_interval=0)
     clock.t += 2.0
     bar.update(5)
     bar.set_postfix("loss 0.123 acc 0.98")
@@ -88,8 +87,15 @@ def test_line_shows_desc_percent_bar_count_rate_eta_and_postfix(clock):
 
 def test_unit_scale_bytes_and_rate(clock):
     stream = io.StringIO()
-    bar = Progress(11_600_000, desc="f.gz", unit="B", unit_scale=True, stream=stream,
-                   enabled=True, min_interval=0)
+    bar = Progress(
+        11_600_000,
+        desc="f.gz",
+        unit="B",
+        unit_scale=True,
+        stream=stream,
+        enabled=True,
+        min_interval=0,
+    )
     clock.t += 2.0
     bar.update(6_800_000)
     line = drawn_lines(stream.getvalue())[-1]
@@ -159,8 +165,14 @@ def test_context_manager_closes_on_exception(clock):
 def test_lines_fit_terminal_width(clock, monkeypatch, columns):
     monkeypatch.setenv("COLUMNS", str(columns))
     stream = io.StringIO()
-    bar = Progress(500, desc="a fairly long description", unit="samples", stream=stream,
-                   enabled=True, min_interval=0)
+    bar = Progress(
+        500,
+        desc="a fairly long description",
+        unit="samples",
+        stream=stream,
+        enabled=True,
+        min_interval=0,
+    )
     clock.t += 3
     bar.update(250)
     bar.set_postfix("loss 0.123456 acc 0.987654")

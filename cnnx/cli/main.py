@@ -14,6 +14,7 @@ import click
 
 from cnnx._version import __version__
 from cnnx.cli.devices import devices
+from cnnx.cli.train import train
 from cnnx.errors import CnnxError
 
 
@@ -25,6 +26,10 @@ class CnnxGroup(click.Group):
             return super().invoke(ctx)
         except (CnnxError, ValueError, OSError) as exc:
             message = str(exc) or type(exc).__name__
+            if isinstance(exc, KeyError) and exc.args:
+                message = str(exc.args[0])
+            # One line, as promised: multi-line messages (MNIST mirrors) are joined.
+            message = " ".join(part.strip() for part in message.splitlines() if part.strip())
             click.echo(f"error: {message}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
@@ -46,3 +51,4 @@ def main() -> None:
 
 
 main.add_command(devices)
+main.add_command(train)

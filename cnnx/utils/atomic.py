@@ -66,9 +66,7 @@ def atomic_write(
         OSError: the temporary file cannot be created, written or renamed.
     """
     if mode not in _WRITE_MODES:
-        raise ValueError(
-            f"atomic_write: mode must be one of {sorted(_WRITE_MODES)}, got {mode!r}"
-        )
+        raise ValueError(f"atomic_write: mode must be one of {sorted(_WRITE_MODES)}, got {mode!r}")
     binary = _WRITE_MODES[mode]
     if binary and (encoding is not None or newline is not None):
         raise ValueError("atomic_write: encoding and newline apply to text modes ('w') only")
