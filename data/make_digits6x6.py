@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import struct
 import sys
 import zlib
@@ -327,8 +328,11 @@ def write_png(path: Path, rgb: np.ndarray) -> None:
            + chunk(b"IEND", b""))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(png)
-    tmp.replace(path)
+    with open(tmp, "wb") as handle:
+        handle.write(png)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------------------- main

@@ -239,10 +239,31 @@ def test_empty_file(tmp_path):
     _error(path, "not a readable Excel .xlsx workbook")
 
 
-def test_wrong_extension_is_reported_as_unreadable(tmp_path):
-    path = write_cells(tmp_path / "ok.xlsx", grey_samples(1).tolist(), [one_hot(0)])
-    renamed = path.rename(tmp_path / "digits.xls")
-    _error(renamed, "not a readable Excel .xlsx workbook")
+def test_a_workbook_is_recognised_by_content_not_by_extension(tmp_path):
+    path = write_cells(tmp_path / "ok.xlsx", grey_samples(1).tolist(), [one_hot(2)])
+    for other in ("digits", "digits.XLSX", "digits.xls"):
+        renamed = path.rename(tmp_path / other)
+        assert load_digits6x6(renamed)[1].tolist() == [2]
+        path = renamed
+
+
+def test_old_binary_xls_file(tmp_path):
+    path = tmp_path / "old.xls"
+    path.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504))
+    _error(path, "old Excel 97-2003 (.xls) file", "save it as")
+
+
+def test_unreadable_file(tmp_path, monkeypatch):
+    import cnnx.datasets.digits6x6 as module
+
+    path = write_cells(tmp_path / "locked.xlsx", grey_samples(1).tolist(), [one_hot(0)])
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    # chmod does not stop root, so deny the read where the loader opens the file
+    monkeypatch.setattr(module, "open", refuse, raising=False)
+    _error(path, "cannot be opened", "Permission denied")
 
 
 def test_no_data_sheet_lists_the_sheets(tmp_path):

@@ -41,6 +41,7 @@ FIRST_COLUMN = 12  # column L
 MAX_GREY_LEVEL = 255
 
 BUNDLED_FILE = "digits6x6.xlsx"
+_OLE2_SIGNATURE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # old binary .xls files
 
 # Written into every workbook this module saves, so that the same arrays always give
 # the same bytes (openpyxl would otherwise stamp the current time into the file).
@@ -174,11 +175,28 @@ def _load(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def _read_cells(path: Path, data_only: bool) -> dict[tuple[int, int], tuple[object, str]]:
     """Return {(row, column): (value, openpyxl data type)} for every non-empty cell of
     the Data sheet in rows 5-13 from column L on."""
-    import openpyxl
-
     name = str(path)
     try:
-        workbook = openpyxl.load_workbook(path, read_only=True, data_only=data_only)
+        handle = open(path, "rb")
+    except OSError as exc:
+        raise DatasetError(f"{name}: cannot be opened ({exc.strerror or exc})") from exc
+    with handle:
+        if handle.read(len(_OLE2_SIGNATURE)) == _OLE2_SIGNATURE:
+            raise DatasetError(
+                f"{name}: this is an old Excel 97-2003 (.xls) file; open it in Excel or "
+                "LibreOffice and save it as 'Excel Workbook (.xlsx)'"
+            )
+        handle.seek(0)
+        return _read_open_workbook(name, handle, data_only)
+
+
+def _read_open_workbook(name: str, handle, data_only: bool) -> dict:
+    import openpyxl
+
+    try:
+        # Given a file object, openpyxl judges the file by its content, not its
+        # extension, so a workbook named "digits" or "digits.XLSX" loads too.
+        workbook = openpyxl.load_workbook(handle, read_only=True, data_only=data_only)
     except Exception as exc:  # openpyxl, zipfile and XML parsers raise many kinds
         raise DatasetError(
             f"{name}: not a readable Excel .xlsx workbook ({type(exc).__name__}: {exc}); "
