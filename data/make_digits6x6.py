@@ -40,18 +40,18 @@ DEFAULT_WORKBOOK = REPO_ROOT / "cnnx" / "datasets" / "digits6x6.xlsx"
 DEFAULT_PICTURE = REPO_ROOT / "docs" / "digits6x6.png"
 
 # ------------------------------------------------------------------ difficulty knobs
-SEED = 6                     # the one seed behind every random choice
-N_PER_CLASS = 32             # samples of each digit; 3 * 32 = 96 as in the course file
-JITTER_PX = 0.1              # std-dev of the digit centre's shift, in pixels
-SIZE_RANGE = (0.9, 1.0)      # digit height as a fraction of the 6-pixel grid
-SLANT_STD = 0.06             # std-dev of the shear (x shift per unit of height)
-ROTATION_STD_DEG = 2.0       # std-dev of an extra rotation, degrees
+SEED = 6  # the one seed behind every random choice
+N_PER_CLASS = 32  # samples of each digit; 3 * 32 = 96 as in the course file
+JITTER_PX = 0.1  # std-dev of the digit centre's shift, in pixels
+SIZE_RANGE = (0.9, 1.0)  # digit height as a fraction of the 6-pixel grid
+SLANT_STD = 0.06  # std-dev of the shear (x shift per unit of height)
+ROTATION_STD_DEG = 2.0  # std-dev of an extra rotation, degrees
 HALF_WIDTH_RANGE = (0.33, 0.55)  # stroke half-width, pixels (pen thickness)
-PRESSURE_RANGE = (0.65, 1.0)     # ink density of each stroke, fraction of full ink
-GAP_PROB = 0.2               # chance that a sample has one break in a stroke
-NOISE_STD = 0.06             # std-dev of grey-level noise, fraction of full ink
-STRAY_PROB = 0.15            # chance that a sample has one stray pixel
-HARD_FRACTION = 0.0625       # fraction of each class drawn in an ambiguous style
+PRESSURE_RANGE = (0.65, 1.0)  # ink density of each stroke, fraction of full ink
+GAP_PROB = 0.2  # chance that a sample has one break in a stroke
+NOISE_STD = 0.06  # std-dev of grey-level noise, fraction of full ink
+STRAY_PROB = 0.15  # chance that a sample has one stray pixel
+HARD_FRACTION = 0.0625  # fraction of each class drawn in an ambiguous style
 # -------------------------------------------------------------------------------------
 
 SUPERSAMPLE = 8
@@ -66,9 +66,9 @@ STYLES = {
 }
 # Ambiguous styles, drawn for HARD_FRACTION of each class.
 HARD_STYLES = {
-    1: ("hook_foot",),       # long curved hook and a wide foot: reads like a '2'
-    2: ("narrow",),          # squeezed, tiny hook, short base: reads like a '1'
-    3: ("flat_foot",),       # lower bowl ends in a flat stroke: reads like a '2'
+    1: ("hook_foot",),  # long curved hook and a wide foot: reads like a '2'
+    2: ("narrow",),  # squeezed, tiny hook, short base: reads like a '1'
+    3: ("flat_foot",),  # lower bowl ends in a flat stroke: reads like a '2'
 }
 
 
@@ -112,6 +112,7 @@ def _strokes(digit: int, style: str, rng: np.random.Generator) -> list[np.ndarra
 
     Small random changes to the control points vary the shape within a style.
     """
+
     def u(lo: float, hi: float) -> float:
         return float(lo + (hi - lo) * rng.random())
 
@@ -123,43 +124,58 @@ def _strokes(digit: int, style: str, rng: np.random.Generator) -> list[np.ndarra
         if style == "flag":
             return [stem, _line(top, (top[0] - u(0.2, 0.35), u(0.2, 0.35)))]
         if style == "flag_foot":
-            return [stem, _line(top, (top[0] - u(0.2, 0.3), u(0.2, 0.3))),
-                    _line((u(0.15, 0.3), 1.0), (u(0.7, 0.85), 1.0))]
+            return [
+                stem,
+                _line(top, (top[0] - u(0.2, 0.3), u(0.2, 0.3))),
+                _line((u(0.15, 0.3), 1.0), (u(0.7, 0.85), 1.0)),
+            ]
         if style == "hook_foot":
             hook = _bezier((u(0.0, 0.1), u(0.3, 0.45)), (u(0.1, 0.25), 0.0), top)
             return [stem, hook, _line((u(0.0, 0.1), 1.0), (u(0.9, 1.0), 1.0))]
     if digit == 2:
         if style == "curved":
             end = (u(0.75, 0.9), u(0.3, 0.45))
-            bowl = _bezier((u(0.05, 0.2), u(0.2, 0.35)), (u(0.1, 0.2), -0.1),
-                           (u(0.9, 1.05), -0.1), end)
+            bowl = _bezier(
+                (u(0.05, 0.2), u(0.2, 0.35)), (u(0.1, 0.2), -0.1), (u(0.9, 1.05), -0.1), end
+            )
             foot = (u(0.0, 0.1), 1.0)
             return [bowl, _line(end, foot), _line(foot, (u(0.85, 1.0), 1.0))]
         if style == "angular":
             top_right = (u(0.8, 0.95), u(0.05, 0.2))
             foot = (u(0.0, 0.15), 1.0)
-            return [_line((u(0.05, 0.2), u(0.15, 0.3)), (0.5, 0.0), top_right),
-                    _line(top_right, foot), _line(foot, (u(0.85, 1.0), 1.0))]
+            return [
+                _line((u(0.05, 0.2), u(0.15, 0.3)), (0.5, 0.0), top_right),
+                _line(top_right, foot),
+                _line(foot, (u(0.85, 1.0), 1.0)),
+            ]
         if style == "narrow":
             top = (u(0.5, 0.6), 0.0)
             foot = (u(0.35, 0.45), 1.0)
-            return [_line((u(0.3, 0.4), u(0.15, 0.25)), top, (u(0.6, 0.7), u(0.1, 0.2))),
-                    _line((u(0.6, 0.7), u(0.1, 0.2)), foot),
-                    _line(foot, (u(0.6, 0.7), 1.0))]
+            return [
+                _line((u(0.3, 0.4), u(0.15, 0.25)), top, (u(0.6, 0.7), u(0.1, 0.2))),
+                _line((u(0.6, 0.7), u(0.1, 0.2)), foot),
+                _line(foot, (u(0.6, 0.7), 1.0)),
+            ]
     if digit == 3:
         waist = (u(0.35, 0.5), u(0.45, 0.55))
-        lower = _bezier(waist, (u(1.0, 1.15), u(0.4, 0.55)), (u(1.0, 1.1), u(1.0, 1.15)),
-                        (u(0.0, 0.15), u(0.85, 0.95)))
+        lower = _bezier(
+            waist,
+            (u(1.0, 1.15), u(0.4, 0.55)),
+            (u(1.0, 1.1), u(1.0, 1.15)),
+            (u(0.0, 0.15), u(0.85, 0.95)),
+        )
         if style == "round":
-            upper = _bezier((u(0.05, 0.2), u(0.1, 0.2)), (u(0.35, 0.5), -0.1),
-                            (u(1.0, 1.1), u(0.0, 0.1)), waist)
+            upper = _bezier(
+                (u(0.05, 0.2), u(0.1, 0.2)), (u(0.35, 0.5), -0.1), (u(1.0, 1.1), u(0.0, 0.1)), waist
+            )
             return [upper, lower]
         if style == "flat_top":
             corner = (u(0.8, 0.95), 0.0)
             return [_line((u(0.05, 0.15), 0.0), corner, waist), lower]
         if style == "flat_foot":
-            upper = _bezier((u(0.05, 0.2), u(0.1, 0.2)), (u(0.35, 0.5), -0.1),
-                            (u(1.0, 1.1), u(0.0, 0.1)), waist)
+            upper = _bezier(
+                (u(0.05, 0.2), u(0.1, 0.2)), (u(0.35, 0.5), -0.1), (u(1.0, 1.1), u(0.0, 0.1)), waist
+            )
             right = (u(0.85, 1.0), u(0.65, 0.75))
             foot = (u(0.0, 0.1), 1.0)
             return [upper, _line(waist, right, foot), _line(foot, (u(0.6, 0.8), 1.0))]
@@ -182,8 +198,9 @@ def _place(strokes: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarr
         x = (stroke[:, 0] - 0.5) * width
         y = (stroke[:, 1] - 0.5) * height
         x = x - slant * y  # a forward slant moves the top to the right (y grows downwards)
-        placed.append(np.stack([centre[0] + cos * x - sin * y,
-                                centre[1] + sin * x + cos * y], axis=1))
+        placed.append(
+            np.stack([centre[0] + cos * x - sin * y, centre[1] + sin * x + cos * y], axis=1)
+        )
     return placed
 
 
@@ -253,30 +270,39 @@ def generate(seed: int = SEED, n_per_class: int = N_PER_CLASS) -> Digits:
     plan = [plan[k] for k in order]
     pixels = np.stack([_draw(digit, style, rng) for digit, style, _ in plan])
     labels = np.array([CLASS_DIGITS.index(digit) for digit, _, _ in plan], dtype=np.int64)
-    return Digits(pixels=pixels, labels=labels,
-                  styles=tuple(style for _, style, _ in plan),
-                  hard=np.array([hard for _, _, hard in plan], dtype=bool))
+    return Digits(
+        pixels=pixels,
+        labels=labels,
+        styles=tuple(style for _, style, _ in plan),
+        hard=np.array([hard for _, _, hard in plan], dtype=bool),
+    )
 
 
 # ---------------------------------------------------------------------------- picture
 
 # 3×5 bitmap glyphs for the digits, one string per row.
 _GLYPHS = {
-    "0": ("###", "#.#", "#.#", "#.#", "###"), "1": (".#.", "##.", ".#.", ".#.", "###"),
-    "2": ("###", "..#", "###", "#..", "###"), "3": ("###", "..#", ".##", "..#", "###"),
-    "4": ("#.#", "#.#", "###", "..#", "..#"), "5": ("###", "#..", "###", "..#", "###"),
-    "6": ("###", "#..", "###", "#.#", "###"), "7": ("###", "..#", "..#", ".#.", ".#."),
-    "8": ("###", "#.#", "###", "#.#", "###"), "9": ("###", "#.#", "###", "..#", "###"),
+    "0": ("###", "#.#", "#.#", "#.#", "###"),
+    "1": (".#.", "##.", ".#.", ".#.", "###"),
+    "2": ("###", "..#", "###", "#..", "###"),
+    "3": ("###", "..#", ".##", "..#", "###"),
+    "4": ("#.#", "#.#", "###", "..#", "..#"),
+    "5": ("###", "#..", "###", "..#", "###"),
+    "6": ("###", "#..", "###", "#.#", "###"),
+    "7": ("###", "..#", "..#", ".#.", ".#."),
+    "8": ("###", "#.#", "###", "#.#", "###"),
+    "9": ("###", "#.#", "###", "..#", "###"),
 }
 
 
-def _stamp(canvas: np.ndarray, text: str, top: int, left: int, scale: int,
-           colour: tuple[int, int, int]) -> None:
+def _stamp(
+    canvas: np.ndarray, text: str, top: int, left: int, scale: int, colour: tuple[int, int, int]
+) -> None:
     for n, ch in enumerate(text):
         glyph = np.array([[c == "#" for c in row] for row in _GLYPHS[ch]])
         block = np.kron(glyph, np.ones((scale, scale), dtype=bool))
         x0 = left + n * 4 * scale
-        region = canvas[top:top + block.shape[0], x0:x0 + block.shape[1]]
+        region = canvas[top : top + block.shape[0], x0 : x0 + block.shape[1]]
         region[block] = colour
 
 
@@ -304,28 +330,31 @@ def render_picture(digits: Digits) -> np.ndarray:
             left = left0 + (slot % per_row) * tile_w
             grey = 255 - np.kron(digits.pixels[idx], np.ones((cell, cell), dtype=np.uint8))
             y0, x0 = top + pad, left + pad
-            canvas[y0:y0 + GRID * cell, x0:x0 + GRID * cell] = grey[..., None]
+            canvas[y0 : y0 + GRID * cell, x0 : x0 + GRID * cell] = grey[..., None]
             frame = (220, 0, 0) if digits.hard[idx] else (170, 170, 170)
-            canvas[y0 - 1, x0 - 1:x0 + GRID * cell + 1] = frame
-            canvas[y0 + GRID * cell, x0 - 1:x0 + GRID * cell + 1] = frame
-            canvas[y0 - 1:y0 + GRID * cell + 1, x0 - 1] = frame
-            canvas[y0 - 1:y0 + GRID * cell + 1, x0 + GRID * cell] = frame
+            canvas[y0 - 1, x0 - 1 : x0 + GRID * cell + 1] = frame
+            canvas[y0 + GRID * cell, x0 - 1 : x0 + GRID * cell + 1] = frame
+            canvas[y0 - 1 : y0 + GRID * cell + 1, x0 - 1] = frame
+            canvas[y0 - 1 : y0 + GRID * cell + 1, x0 + GRID * cell] = frame
             _stamp(canvas, str(int(idx)), y0 + GRID * cell + 4, x0, 2, (90, 90, 90))
     return canvas
 
 
 def write_png(path: Path, rgb: np.ndarray) -> None:
     """Write ``(H, W, 3) uint8`` as an RGB PNG (zlib + struct, no imaging library)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         body = kind + data
         return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
 
     height, width, _ = rgb.shape
     raw = b"".join(b"\x00" + rgb[r].tobytes() for r in range(height))
-    png = (b"\x89PNG\r\n\x1a\n"
-           + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-           + chunk(b"IDAT", zlib.compress(raw, 9))
-           + chunk(b"IEND", b""))
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw, 9))
+        + chunk(b"IEND", b"")
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as handle:
@@ -340,10 +369,15 @@ def write_png(path: Path, rgb: np.ndarray) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_WORKBOOK,
-                        help="workbook to write (default: %(default)s)")
-    parser.add_argument("--png", type=Path, default=DEFAULT_PICTURE,
-                        help="picture to write (default: %(default)s)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_WORKBOOK,
+        help="workbook to write (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--png", type=Path, default=DEFAULT_PICTURE, help="picture to write (default: %(default)s)"
+    )
     parser.add_argument("--no-png", action="store_true", help="do not write the picture")
     parser.add_argument("--seed", type=int, default=SEED, help="default: %(default)s")
     args = parser.parse_args(argv)
@@ -354,8 +388,10 @@ def main(argv: list[str] | None = None) -> int:
 
     digits = generate(seed=args.seed)
     write_digits6x6(args.out, digits.pixels, digits.labels)
-    print(f"wrote {args.out} ({len(digits.labels)} samples, "
-          f"{int(digits.hard.sum())} in an ambiguous style)")
+    print(
+        f"wrote {args.out} ({len(digits.labels)} samples, "
+        f"{int(digits.hard.sum())} in an ambiguous style)"
+    )
     if not args.no_png:
         write_png(args.png, render_picture(digits))
         print(f"wrote {args.png}")

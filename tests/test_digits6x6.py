@@ -131,8 +131,9 @@ def test_float_labels_and_blank_text_cells_are_accepted(tmp_path):
 
 def test_sample_count_is_found_from_the_labels(tmp_path):
     for n in (1, 5, 97):
-        path = write_cells(tmp_path / f"n{n}.xlsx", grey_samples(n).tolist(),
-                           [one_hot(i % 3) for i in range(n)])
+        path = write_cells(
+            tmp_path / f"n{n}.xlsx", grey_samples(n).tolist(), [one_hot(i % 3) for i in range(n)]
+        )
         X, y = load_digits6x6(path)
         assert X.shape == (n, 1, 6, 6) and y.shape == (n,)
         assert y.tolist() == [i % 3 for i in range(n)]
@@ -141,9 +142,18 @@ def test_sample_count_is_found_from_the_labels(tmp_path):
 def test_cells_outside_the_sample_blocks_are_ignored(tmp_path):
     levels = grey_samples(2)
     path = write_cells(
-        tmp_path / "x.xlsx", levels.tolist(), [one_hot(0), one_hot(1)],
-        extra={"A1": "my digits", "B7": "notes", "L1": "header", "L4": 999, "M11": "x",
-               "L14": 7, "K5": -3},
+        tmp_path / "x.xlsx",
+        levels.tolist(),
+        [one_hot(0), one_hot(1)],
+        extra={
+            "A1": "my digits",
+            "B7": "notes",
+            "L1": "header",
+            "L4": 999,
+            "M11": "x",
+            "L14": 7,
+            "K5": -3,
+        },
     )
     X, y = load_digits6x6(path)
     np.testing.assert_array_equal(X[:, 0], (levels / 255).astype(np.float32))
@@ -154,17 +164,23 @@ def test_formula_cells_are_read_through_their_saved_result(tmp_path):
     path = write_cells(tmp_path / "formula.xlsx", grey_samples(1).tolist(), [one_hot(0)])
     # openpyxl cannot compute formulas; store a formula with a saved result by hand,
     # the way Excel writes it.
-    _edit_sheet_xml(path, lambda xml: re.sub(
-        r'<c r="L5"([^>]*)><v>\d+</v></c>', r'<c r="L5"\1><f>100+23</f><v>123</v></c>', xml))
+    _edit_sheet_xml(
+        path,
+        lambda xml: re.sub(
+            r'<c r="L5"([^>]*)><v>\d+</v></c>', r'<c r="L5"\1><f>100+23</f><v>123</v></c>', xml
+        ),
+    )
     X, _ = load_digits6x6(path)
     assert X[0, 0, 0, 0] == np.float32(123 / 255)
 
 
 def test_a_stale_sheet_dimension_does_not_cut_samples_off(tmp_path):
-    path = write_cells(tmp_path / "dim.xlsx", grey_samples(4).tolist(),
-                       [one_hot(k) for k in (0, 1, 2, 0)])
-    _edit_sheet_xml(path, lambda xml: re.sub(r'<dimension ref="[^"]*"', '<dimension ref="A1:Q13"',
-                                             xml))
+    path = write_cells(
+        tmp_path / "dim.xlsx", grey_samples(4).tolist(), [one_hot(k) for k in (0, 1, 2, 0)]
+    )
+    _edit_sheet_xml(
+        path, lambda xml: re.sub(r'<dimension ref="[^"]*"', '<dimension ref="A1:Q13"', xml)
+    )
     X, y = load_digits6x6(path)
     assert X.shape[0] == 4 and y.tolist() == [0, 1, 2, 0]
 
@@ -267,16 +283,23 @@ def test_unreadable_file(tmp_path, monkeypatch):
 
 
 def test_no_data_sheet_lists_the_sheets(tmp_path):
-    path = write_cells(tmp_path / "sheet.xlsx", grey_samples(1).tolist(), [one_hot(0)],
-                       sheet="Sheet1")
+    path = write_cells(
+        tmp_path / "sheet.xlsx", grey_samples(1).tolist(), [one_hot(0)], sheet="Sheet1"
+    )
     _error(path, "no sheet named 'Data'", "'Sheet1'")
 
 
 @pytest.mark.parametrize(
     ("value", "shown"),
-    [("dark", "'dark' (text)"), ("12", "'12' (text)"), (True, "True (a boolean)"),
-     (256, "256"), (-1, "-1"), (300.5, "300.5"),
-     (datetime.datetime(2024, 5, 1), "datetime")],
+    [
+        ("dark", "'dark' (text)"),
+        ("12", "'12' (text)"),
+        (True, "True (a boolean)"),
+        (256, "256"),
+        (-1, "-1"),
+        (300.5, "300.5"),
+        (datetime.datetime(2024, 5, 1), "datetime"),
+    ],
 )
 def test_bad_pixel_names_the_cell_and_the_value(tmp_path, value, shown):
     samples = grey_samples(3).tolist()
@@ -287,13 +310,15 @@ def test_bad_pixel_names_the_cell_and_the_value(tmp_path, value, shown):
 
 @pytest.mark.parametrize(
     ("label", "shown"),
-    [([1, 1, 0], "Data!L11=1, Data!L12=1, Data!L13=0"),
-     ([0, 0, 0], "Data!L11=0, Data!L12=0, Data!L13=0"),
-     ([2, 0, 0], "Data!L11=2"),
-     ([1, None, 0], "Data!L12=empty"),
-     (["1", 0, 0], "Data!L11='1' (text)"),
-     ([True, False, False], "Data!L11=True (a boolean)"),
-     ([0.5, 0.5, 0], "Data!L11=0.5")],
+    [
+        ([1, 1, 0], "Data!L11=1, Data!L12=1, Data!L13=0"),
+        ([0, 0, 0], "Data!L11=0, Data!L12=0, Data!L13=0"),
+        ([2, 0, 0], "Data!L11=2"),
+        ([1, None, 0], "Data!L12=empty"),
+        (["1", 0, 0], "Data!L11='1' (text)"),
+        ([True, False, False], "Data!L11=True (a boolean)"),
+        ([0.5, 0.5, 0], "Data!L11=0.5"),
+    ],
 )
 def test_label_that_is_not_one_hot_names_the_cells(tmp_path, label, shown):
     path = write_cells(tmp_path / "label.xlsx", grey_samples(1).tolist(), [label])
@@ -302,8 +327,9 @@ def test_label_that_is_not_one_hot_names_the_cells(tmp_path, label, shown):
 
 def test_pixels_without_a_label_are_an_error(tmp_path):
     samples = grey_samples(3).tolist()
-    path = write_cells(tmp_path / "unlabelled.xlsx", samples,
-                       [one_hot(0), one_hot(1), [None, None, None]])
+    path = write_cells(
+        tmp_path / "unlabelled.xlsx", samples, [one_hot(0), one_hot(1), [None, None, None]]
+    )
     # sample 3 occupies X:AC; its first pixel is X5
     _error(path, "sample 3", "Data!X5", "Data!X11:X13", "empty")
 
@@ -364,17 +390,19 @@ def test_write_is_byte_reproducible(tmp_path):
 
 @pytest.mark.parametrize(
     ("X", "y", "error", "pattern"),
-    [(np.zeros((2, 5, 5)), [0, 1], ValueError, "X must have shape"),
-     (np.zeros((0, 6, 6)), [], ValueError, "X must have shape"),
-     (np.zeros((1, 2, 6, 6)), [0], ValueError, "X must have shape"),
-     (np.full((1, 6, 6), 256), [0], ValueError, "grey levels 0-255"),
-     (np.full((1, 6, 6), -1), [0], ValueError, "grey levels 0-255"),
-     (np.full((1, 6, 6), 1.5), [0], ValueError, r"\[0, 1\]"),
-     (np.full((1, 6, 6), np.nan), [0], ValueError, r"\[0, 1\]"),
-     (np.zeros((1, 6, 6), dtype=bool), [0], TypeError, "X must be"),
-     (np.zeros((1, 6, 6)), [3], ValueError, "y must hold class indices"),
-     (np.zeros((1, 6, 6)), [0.0], TypeError, "y must be an integer"),
-     (np.zeros((2, 6, 6)), [0], ValueError, r"y must have shape \(2,\)")],
+    [
+        (np.zeros((2, 5, 5)), [0, 1], ValueError, "X must have shape"),
+        (np.zeros((0, 6, 6)), [], ValueError, "X must have shape"),
+        (np.zeros((1, 2, 6, 6)), [0], ValueError, "X must have shape"),
+        (np.full((1, 6, 6), 256), [0], ValueError, "grey levels 0-255"),
+        (np.full((1, 6, 6), -1), [0], ValueError, "grey levels 0-255"),
+        (np.full((1, 6, 6), 1.5), [0], ValueError, r"\[0, 1\]"),
+        (np.full((1, 6, 6), np.nan), [0], ValueError, r"\[0, 1\]"),
+        (np.zeros((1, 6, 6), dtype=bool), [0], TypeError, "X must be"),
+        (np.zeros((1, 6, 6)), [3], ValueError, "y must hold class indices"),
+        (np.zeros((1, 6, 6)), [0.0], TypeError, "y must be an integer"),
+        (np.zeros((2, 6, 6)), [0], ValueError, r"y must have shape \(2,\)"),
+    ],
 )
 def test_write_rejects_bad_arrays_and_creates_nothing(tmp_path, X, y, error, pattern):
     with pytest.raises(error, match=pattern):
@@ -445,9 +473,9 @@ def _read_png_rgb(data: bytes) -> np.ndarray:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     pos, idat, width, height = 8, b"", 0, 0
     while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind = data[pos + 4:pos + 8]
-        body = data[pos + 8:pos + 8 + length]
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        body = data[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             width, height, depth, colour = struct.unpack(">IIBB", body[:10])
             assert (depth, colour) == (8, 2)

@@ -61,7 +61,7 @@ def load_or_error(path: Path):
         message = str(exc)
         assert str(path) in message and len(message) > len(str(path)) + 10
         # what kind of error, for --hypothesis-show-statistics
-        event("DatasetError: " + " ".join(message[len(str(path)) + 2:].split()[:4]).split("(")[0])
+        event("DatasetError: " + " ".join(message[len(str(path)) + 2 :].split()[:4]).split("(")[0])
         return message
     event("loaded")
     assert X.ndim == 4 and X.shape[1:] == (1, 6, 6) and X.shape[0] >= 1
@@ -90,9 +90,15 @@ def test_truncated_workbook(workdir, valid_bytes, cut):
 
 
 @settings(FUZZ, max_examples=200)
-@given(edits=st.lists(st.tuples(st.integers(min_value=0, max_value=10**6),
-                                st.integers(min_value=0, max_value=255)),
-                      min_size=1, max_size=8))
+@given(
+    edits=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=10**6), st.integers(min_value=0, max_value=255)
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
 def test_mutated_workbook(workdir, valid_bytes, edits):
     data = bytearray(valid_bytes)
     for position, value in edits:
@@ -107,15 +113,27 @@ def test_mutated_workbook(workdir, valid_bytes, edits):
 
 
 @settings(FUZZ, max_examples=100)
-@given(member=st.sampled_from(["xl/worksheets/sheet1.xml", "xl/workbook.xml",
-                               "[Content_Types].xml", "xl/_rels/workbook.xml.rels",
-                               "xl/sharedStrings.xml", "xl/styles.xml"]),
-       junk=st.binary(max_size=200), drop=st.booleans())
+@given(
+    member=st.sampled_from(
+        [
+            "xl/worksheets/sheet1.xml",
+            "xl/workbook.xml",
+            "[Content_Types].xml",
+            "xl/_rels/workbook.xml.rels",
+            "xl/sharedStrings.xml",
+            "xl/styles.xml",
+        ]
+    ),
+    junk=st.binary(max_size=200),
+    drop=st.booleans(),
+)
 def test_workbook_with_a_damaged_part(workdir, valid_bytes, member, junk, drop):
     """Zip intact, but one XML part replaced by junk or missing."""
     out = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(valid_bytes)) as src, \
-            zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+    with (
+        zipfile.ZipFile(io.BytesIO(valid_bytes)) as src,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst,
+    ):
         for info in src.infolist():
             if info.filename == member:
                 if drop:
@@ -132,8 +150,9 @@ def test_workbook_with_a_damaged_part(workdir, valid_bytes, member, junk, drop):
 
 # ----------------------------------------------- valid workbooks, odd cell values
 
-PLAIN_TEXT = st.text(alphabet=st.characters(codec="ascii", categories=["L", "N", "P", "Zs"]),
-                     max_size=6).filter(lambda s: not s.startswith("="))
+PLAIN_TEXT = st.text(
+    alphabet=st.characters(codec="ascii", categories=["L", "N", "P", "Zs"]), max_size=6
+).filter(lambda s: not s.startswith("="))
 
 CELL = st.one_of(
     st.none(),
@@ -147,13 +166,16 @@ CELL = st.one_of(
     st.just(datetime.datetime(2024, 3, 1, 12, 0)),
 )
 
-VALID_LABEL = st.sampled_from([(1, 0, 0), (0, 1, 0), (0, 0, 1), (1.0, 0.0, 0.0),
-                               (0, 0.0, 1.0)])
+VALID_LABEL = st.sampled_from([(1, 0, 0), (0, 1, 0), (0, 0, 1), (1.0, 0.0, 0.0), (0, 0.0, 1.0)])
 # 8 in 10 labels valid, 1 odd, 1 empty (which ends the samples)
 LABEL = st.integers(min_value=0, max_value=9).flatmap(
-    lambda k: VALID_LABEL if k < 8
-    else st.tuples(CELL, CELL, CELL) if k == 8
-    else st.just((None, None, None))
+    lambda k: (
+        VALID_LABEL
+        if k < 8
+        else st.tuples(CELL, CELL, CELL)
+        if k == 8
+        else st.just((None, None, None))
+    )
 )
 
 
@@ -165,8 +187,9 @@ def grid(values):
 def edited_image(draw):
     """A valid grey-level image with a few cells replaced by arbitrary values."""
     image = draw(grid(st.integers(min_value=0, max_value=255)))
-    for r, c, value in draw(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5), CELL),
-                                     min_size=1, max_size=3)):
+    for r, c, value in draw(
+        st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5), CELL), min_size=1, max_size=3)
+    ):
         image[r][c] = value
     return image
 

@@ -58,8 +58,12 @@ def test_without_noise_every_sample_is_a_shift_of_its_base_pattern():
     bases = base_patterns(11)
     shifts_seen = set()
     for image, label in zip(X[:, 0], y, strict=True):
-        matches = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
-                   if np.array_equal(image, shifted(bases[label], dy, dx))]
+        matches = [
+            (dy, dx)
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+            if np.array_equal(image, shifted(bases[label], dy, dx))
+        ]
         assert matches, "sample is not a shifted copy of its base pattern"
         shifts_seen.update(matches)
     assert len(shifts_seen) > 10  # shifts really vary
@@ -80,19 +84,21 @@ def test_other_sizes():
 
 @pytest.mark.parametrize(
     ("kwargs", "error", "name"),
-    [({"n_per_class": 0}, ValueError, "n_per_class"),
-     ({"n_per_class": 2.0}, TypeError, "n_per_class"),
-     ({"size": 4}, ValueError, "size"),
-     ({"size": "11"}, TypeError, "size"),
-     ({"noise": -0.1}, ValueError, "noise"),
-     ({"noise": 0.6}, ValueError, "noise"),
-     ({"noise": float("nan")}, ValueError, "noise"),
-     ({"noise": None}, TypeError, "noise"),
-     ({"seed": -1}, ValueError, "seed"),
-     ({"seed": 0.5}, TypeError, "seed"),
-     ({"max_shift": -1}, ValueError, "max_shift"),
-     ({"max_shift": 3}, ValueError, "max_shift"),
-     ({"max_shift": True}, TypeError, "max_shift")],
+    [
+        ({"n_per_class": 0}, ValueError, "n_per_class"),
+        ({"n_per_class": 2.0}, TypeError, "n_per_class"),
+        ({"size": 4}, ValueError, "size"),
+        ({"size": "11"}, TypeError, "size"),
+        ({"noise": -0.1}, ValueError, "noise"),
+        ({"noise": 0.6}, ValueError, "noise"),
+        ({"noise": float("nan")}, ValueError, "noise"),
+        ({"noise": None}, TypeError, "noise"),
+        ({"seed": -1}, ValueError, "seed"),
+        ({"seed": 0.5}, TypeError, "seed"),
+        ({"max_shift": -1}, ValueError, "max_shift"),
+        ({"max_shift": 3}, ValueError, "max_shift"),
+        ({"max_shift": True}, TypeError, "max_shift"),
+    ],
 )
 def test_arguments_are_checked(kwargs, error, name):
     with pytest.raises(error, match=name):

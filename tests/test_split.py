@@ -16,8 +16,7 @@ def check_partition(y, train_idx, val_idx) -> None:
     assert train_idx.dtype == np.int64 and val_idx.dtype == np.int64
     assert np.all(np.diff(train_idx) > 0) and np.all(np.diff(val_idx) > 0)  # sorted, unique
     assert np.intersect1d(train_idx, val_idx).size == 0
-    np.testing.assert_array_equal(np.sort(np.concatenate([train_idx, val_idx])),
-                                  np.arange(len(y)))
+    np.testing.assert_array_equal(np.sort(np.concatenate([train_idx, val_idx])), np.arange(len(y)))
 
 
 def test_32_per_class_gives_6_per_class_for_validation():
@@ -88,8 +87,9 @@ def test_labels_must_be_1d_integers():
         stratified_split(np.array([0.0, 1.0, 2.0]))
 
 
-@pytest.mark.parametrize(("seed", "error"), [(-1, ValueError), (1.5, TypeError),
-                                             ("0", TypeError), (True, TypeError)])
+@pytest.mark.parametrize(
+    ("seed", "error"), [(-1, ValueError), (1.5, TypeError), ("0", TypeError), (True, TypeError)]
+)
 def test_seed_is_checked(seed, error):
     with pytest.raises(error, match="seed"):
         stratified_split(labels_96(), 0.2, seed=seed)
@@ -97,5 +97,6 @@ def test_seed_is_checked(seed, error):
 
 def test_numpy_integer_seed_is_accepted():
     y = labels_96()
-    np.testing.assert_array_equal(stratified_split(y, 0.2, seed=np.int64(4))[1],
-                                  stratified_split(y, 0.2, seed=4)[1])
+    np.testing.assert_array_equal(
+        stratified_split(y, 0.2, seed=np.int64(4))[1], stratified_split(y, 0.2, seed=4)[1]
+    )

@@ -21,7 +21,6 @@ import datetime
 import io
 import math
 import os
-import tempfile
 import zipfile
 from importlib import resources
 from pathlib import Path
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnx.errors import DatasetError
+from cnnx.utils.atomic import atomic_write_bytes
 
 DIGITS6X6_CLASSES = ("1", "2", "3")
 """Display names of the classes; label ``k`` of :func:`load_digits6x6` is digit ``k + 1``."""
@@ -121,17 +121,17 @@ def write_digits6x6(path: str | os.PathLike, X, y) -> None:
         first_col = FIRST_COLUMN + IMAGE_SIZE * i
         for r in range(IMAGE_SIZE):
             for c in range(IMAGE_SIZE):
-                sheet.cell(row=FIRST_PIXEL_ROW + r, column=first_col + c,
-                           value=int(levels[i, r, c]))
+                sheet.cell(
+                    row=FIRST_PIXEL_ROW + r, column=first_col + c, value=int(levels[i, r, c])
+                )
         for k in range(len(DIGITS6X6_CLASSES)):
-            sheet.cell(row=FIRST_LABEL_ROW + k, column=first_col,
-                       value=int(labels[i] == k))
+            sheet.cell(row=FIRST_LABEL_ROW + k, column=first_col, value=int(labels[i] == k))
     for i in range(levels.shape[0] * IMAGE_SIZE):
         sheet.column_dimensions[get_column_letter(FIRST_COLUMN + i)].width = 4.5
     workbook.properties.creator = "cnnx"
     workbook.properties.created = _FIXED_TIMESTAMP
     workbook.properties.modified = _FIXED_TIMESTAMP
-    _atomic_write_bytes(Path(path), _workbook_bytes(workbook))
+    atomic_write_bytes(Path(path), _workbook_bytes(workbook))
 
 
 # ---------------------------------------------------------------------------- reading
@@ -212,9 +212,11 @@ def _read_open_workbook(name: str, handle, data_only: bool) -> dict:
             # The <dimension> a file declares may be stale; trusting it in read-only
             # mode would silently cut off columns beyond it.
             sheet.reset_dimensions()
-            for row in sheet.iter_rows(min_row=FIRST_PIXEL_ROW,
-                                       max_row=FIRST_LABEL_ROW + len(DIGITS6X6_CLASSES) - 1,
-                                       min_col=FIRST_COLUMN):
+            for row in sheet.iter_rows(
+                min_row=FIRST_PIXEL_ROW,
+                max_row=FIRST_LABEL_ROW + len(DIGITS6X6_CLASSES) - 1,
+                min_col=FIRST_COLUMN,
+            ):
                 for cell in row:
                     value = getattr(cell, "value", None)
                     if value is not None:
@@ -262,8 +264,11 @@ def _parse_samples(
         first_col = FIRST_COLUMN + IMAGE_SIZE * i
         label_cells = [(FIRST_LABEL_ROW + k, first_col) for k in range(n_classes)]
         label_values = [values.get(rc) for rc in label_cells]
-        pixel_cells = [(FIRST_PIXEL_ROW + r, first_col + c)
-                       for r in range(IMAGE_SIZE) for c in range(IMAGE_SIZE)]
+        pixel_cells = [
+            (FIRST_PIXEL_ROW + r, first_col + c)
+            for r in range(IMAGE_SIZE)
+            for c in range(IMAGE_SIZE)
+        ]
         if all(_is_blank(v) for v in label_values):
             for rc in pixel_cells:
                 if not _is_blank(values.get(rc)):
@@ -328,9 +333,7 @@ def _grey_levels(X) -> np.ndarray:
     if X.ndim == 4 and X.shape[1] == 1:
         X = X[:, 0]
     if X.ndim != 3 or X.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE) or X.shape[0] == 0:
-        raise ValueError(
-            f"X must have shape (N, 1, 6, 6) or (N, 6, 6) with N >= 1, got {X.shape}"
-        )
+        raise ValueError(f"X must have shape (N, 1, 6, 6) or (N, 6, 6) with N >= 1, got {X.shape}")
     if np.issubdtype(X.dtype, np.integer):
         if X.min() < 0 or X.max() > MAX_GREY_LEVEL:
             raise ValueError(
@@ -362,8 +365,10 @@ def _workbook_bytes(workbook) -> bytes:
     raw = io.BytesIO()
     ExcelWriter(workbook, zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED)).save()
     out = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(raw.getvalue())) as src, \
-            zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+    with (
+        zipfile.ZipFile(io.BytesIO(raw.getvalue())) as src,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst,
+    ):
         for info in src.infolist():
             entry = zipfile.ZipInfo(info.filename, date_time=_ZIP_DATE_TIME)
             entry.compress_type = zipfile.ZIP_DEFLATED
@@ -371,19 +376,3 @@ def _workbook_bytes(workbook) -> bytes:
             entry.external_attr = 0o644 << 16
             dst.writestr(entry, src.read(info.filename))
     return out.getvalue()
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        os.chmod(tmp_name, 0o644)  # mkstemp makes it private; a data file should not be
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise

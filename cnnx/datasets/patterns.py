@@ -103,8 +103,9 @@ def _shift_zero_fill(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
     """``image`` moved down by ``dy`` and right by ``dx``; uncovered pixels are 0."""
     h, w = image.shape
     out = np.zeros_like(image)
-    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
-        image[max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = image[
+        max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+    ]
     return out
 
 
