@@ -202,7 +202,7 @@ class Checkpoint:
         hyper = dict(info.get("hyper") or {})
         try:
             optimizer = cls(model.named_parameters(), **hyper)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise CheckpointError(f"{self.path}: bad optimizer hyperparameters: {exc}") from None
         self.restore_optimizer(optimizer)
         return optimizer
@@ -350,7 +350,48 @@ def _parse_meta(path: Path, record: np.ndarray | None) -> dict[str, Any]:
             f"{path}: checkpoint format version {version} was written by a newer cnnx "
             f"(this is cnnx {__version__}, which reads version {FORMAT_VERSION}); upgrade cnnx"
         )
-    for key in ("model", "training"):
-        if not isinstance(meta.get(key), dict):
-            raise CheckpointError(f"{path}: corrupted metadata: {key!r} is missing")
+    problem = _schema_problem(meta)
+    if problem:
+        raise CheckpointError(f"{path}: corrupted metadata: {problem}")
     return meta
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _schema_problem(meta: dict[str, Any]) -> str:
+    """Describe the first field of the JSON record with the wrong type ("" when all fit)."""
+    model, training = meta.get("model"), meta.get("training")
+    if not isinstance(model, dict):
+        return "'model' must be an object"
+    if not isinstance(model.get("name"), str | None) or not isinstance(
+        model.get("config"), dict | None
+    ):
+        return "'model' needs a string 'name' and an object 'config'"
+    if not isinstance(training, dict):
+        return "'training' must be an object"
+    for key in ("epoch", "step"):
+        value = training.get(key)
+        if value is not None and (not _is_int(value) or value < 0):
+            return f"'training.{key}' must be a non-negative integer"
+    for key in ("rng", "optimizer"):
+        if not isinstance(meta.get(key), dict | None):
+            return f"{key!r} must be an object"
+    for key in ("module_rngs", "meta"):
+        if not isinstance(meta.get(key) or {}, dict):
+            return f"{key!r} must be an object"
+    optimizer = meta.get("optimizer")
+    if optimizer is not None:
+        hyper, params = optimizer.get("hyper"), optimizer.get("params")
+        if not isinstance(optimizer.get("type"), str):
+            return "'optimizer.type' must be a string"
+        if not isinstance(hyper, dict) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in hyper.values()
+        ):
+            return "'optimizer.hyper' must map names to numbers"
+        if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
+            return "'optimizer.params' must be a list of names"
+        if not _is_int(optimizer.get("step_count")) or optimizer["step_count"] < 0:
+            return "'optimizer.step_count' must be a non-negative integer"
+    return ""

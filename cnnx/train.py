@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from cnnx.backends import Device, device, to_host
+from cnnx.backends import Device, device, ignore_float_errors, to_host
 from cnnx.errors import TrainingDiverged
 from cnnx.nn import functional as F
 from cnnx.nn.loss import SoftmaxCrossEntropy
@@ -225,7 +225,7 @@ def fit(
     if val is not None:
         check_dataset(val[0], val[1], "val")
     dev = _resolve(model, device)
-    with dev:
+    with dev, ignore_float_errors():
         Xd, yd, resident = _to_device(dev, X, y)
         val_d = None
         if val is not None:

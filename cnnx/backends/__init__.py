@@ -6,7 +6,16 @@ from cnnx.backends.devices import (
     device_of,
     get_array_module,
     gpu_status,
+    ignore_float_errors,
     to_host,
 )
 
-__all__ = ["Device", "device", "device_of", "get_array_module", "gpu_status", "to_host"]
+__all__ = [
+    "Device",
+    "device",
+    "device_of",
+    "get_array_module",
+    "gpu_status",
+    "ignore_float_errors",
+    "to_host",
+]

@@ -216,3 +216,12 @@ def to_host(a: Any) -> np.ndarray:
     if cp is not None and isinstance(a, cp.ndarray):
         return cp.asnumpy(a)
     return np.asarray(a)
+
+
+def ignore_float_errors() -> Any:
+    """Context manager that silences NumPy's overflow/invalid warnings.
+
+    Training loops check the loss themselves and raise TrainingDiverged with the
+    epoch, so NumPy's RuntimeWarnings would only add noise (CuPy never warns).
+    """
+    return np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore")

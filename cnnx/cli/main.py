@@ -13,7 +13,9 @@ import sys
 import click
 
 from cnnx._version import __version__
+from cnnx.cli.checkpoints import evaluate, predict
 from cnnx.cli.devices import devices
+from cnnx.cli.summary import summary
 from cnnx.cli.train import train
 from cnnx.errors import CnnxError
 
@@ -46,9 +48,17 @@ def main() -> None:
     Examples:
       cnnx train                          # SimpleCNN on the bundled 6×6 digits, CPU
       cnnx train --device cuda            # the same on the GPU
+      cnnx train --output-dir runs/a      # keep metrics and weights
+      cnnx evaluate runs/a/last.npz       # accuracy, precision/recall, confusion matrix
+      cnnx summary simple                 # layers and parameter counts
       cnnx devices                        # which devices are usable here
+
+    Run "cnnx COMMAND --help" for each command's options.
     """
 
 
-main.add_command(devices)
 main.add_command(train)
+main.add_command(evaluate)
+main.add_command(predict)
+main.add_command(summary)
+main.add_command(devices)

@@ -49,11 +49,14 @@ _FIXED_TIMESTAMP = datetime.datetime(2024, 1, 1, 0, 0, 0)
 _ZIP_DATE_TIME = (2024, 1, 1, 0, 0, 0)
 
 
-def load_digits6x6(path: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_digits6x6(
+    path: str | os.PathLike | None = None, *, require_labels: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Read a 6×6 digit workbook into arrays.
 
     The number of samples is found by reading blocks from column L rightwards until
-    one whose three label cells are all empty. Scaling is decided per workbook: if
+    one whose three label cells are all empty (with ``require_labels=False``: until
+    one whose label and pixel cells are all empty). Scaling is decided per workbook: if
     every pixel value lies within [0, 1] the values are kept as they are, otherwise
     (grey levels up to 255) all of them are divided by 255. Empty pixel cells are 0.
     Cells outside the sample blocks (notes, headers, a preview) are ignored. A
@@ -62,6 +65,8 @@ def load_digits6x6(path: str | os.PathLike | None = None) -> tuple[np.ndarray, n
     Args:
         path: the ``.xlsx`` file; ``None`` reads the workbook bundled with cnnx
             (96 samples, 32 of each digit).
+        require_labels: with False, blocks without a label are samples too (for
+            prediction); their label is -1. Labels that are present are still checked.
 
     Returns:
         ``(X, y)``: ``X`` is ``(N, 1, 6, 6) float32`` in [0, 1]; ``y`` is ``(N,) int64``
@@ -77,10 +82,10 @@ def load_digits6x6(path: str | os.PathLike | None = None) -> tuple[np.ndarray, n
     if path is None:
         ref = resources.files("cnnx.datasets").joinpath(BUNDLED_FILE)
         with resources.as_file(ref) as bundled:
-            return _load(Path(bundled))
+            return _load(Path(bundled), require_labels)
     if not isinstance(path, str | os.PathLike):
         raise TypeError(f"path must be None, a str or a path object, not {type(path).__name__}")
-    return _load(Path(path))
+    return _load(Path(path), require_labels)
 
 
 def write_digits6x6(path: str | os.PathLike, X, y) -> None:
@@ -150,7 +155,7 @@ def _label_range_ref(first_col: int) -> str:
     return f"{_cell_ref(FIRST_LABEL_ROW, first_col)}:{last.split('!')[1]}"
 
 
-def _load(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _load(path: Path, require_labels: bool = True) -> tuple[np.ndarray, np.ndarray]:
     name = str(path)
     if not path.exists():
         raise DatasetError(f"{name}: file not found")
@@ -169,7 +174,7 @@ def _load(path: Path) -> tuple[np.ndarray, np.ndarray]:
                     "so the results are stored"
                 )
             cells[(row, col)] = saved[(row, col)]
-    return _parse_samples(name, {rc: value for rc, (value, _) in cells.items()})
+    return _parse_samples(name, {rc: value for rc, (value, _) in cells.items()}, require_labels)
 
 
 def _read_cells(path: Path, data_only: bool) -> dict[tuple[int, int], tuple[object, str]]:
@@ -254,7 +259,7 @@ def _describe(value: object) -> str:
 
 
 def _parse_samples(
-    name: str, values: dict[tuple[int, int], object]
+    name: str, values: dict[tuple[int, int], object], require_labels: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     n_classes = len(DIGITS6X6_CLASSES)
     images: list[np.ndarray] = []
@@ -270,6 +275,10 @@ def _parse_samples(
             for c in range(IMAGE_SIZE)
         ]
         if all(_is_blank(v) for v in label_values):
+            if not require_labels and any(not _is_blank(values.get(rc)) for rc in pixel_cells):
+                labels.append(-1)
+                images.append(_parse_pixels(name, i, pixel_cells, values))
+                continue
             for rc in pixel_cells:
                 if not _is_blank(values.get(rc)):
                     raise DatasetError(
@@ -284,7 +293,8 @@ def _parse_samples(
     if not images:
         raise DatasetError(
             f"{name}: no samples: the label cells {_label_range_ref(FIRST_COLUMN)} of the "
-            "first sample are empty (expected 6×6 "
+            f"first sample are empty{'' if require_labels else ' and so are its pixels'} "
+            "(expected 6×6 "
             "pixel blocks in rows 5-10 from column L on, each with a one-hot label in "
             "rows 11-13 below its first column)"
         )

@@ -77,6 +77,9 @@ class Optimizer:
     updated, keyed by the parameter's name, so it serialises with the model.
     """
 
+    #: Names of the per-parameter state arrays the rule keeps (created at the first step).
+    state_keys: tuple[str, ...] = ()
+
     def __init__(self, params: Iterable[Any], lr: float, weight_decay: float = 0.0, **hyper: float):
         self.params = _named(params)
         self.hyper: dict[str, float] = {
@@ -160,8 +163,17 @@ class Optimizer:
                 f"missing {missing}, unexpected {extra}"
             )
         by_name = dict(self.params)
+        step_count = state.get("step_count", 0)
+        if isinstance(step_count, bool) or not isinstance(step_count, int) or step_count < 0:
+            raise ValueError(f"{type(self).__name__} step_count must be a non-negative integer")
         new_state: dict[str, dict[str, Any]] = {}
         for name, entries in saved.items():
+            expected = set(self.state_keys) if step_count > 0 else set()
+            if set(entries) != expected:
+                raise ValueError(
+                    f"{type(self).__name__} state for {name} has {sorted(entries)}, expected "
+                    f"{sorted(expected)} after {step_count} steps"
+                )
             p = by_name[name]
             new_state[name] = {}
             for key, value in entries.items():
@@ -173,7 +185,10 @@ class Optimizer:
                     )
                 new_state[name][key] = device_of(p.data).asarray(host, dtype=p.dtype)
         hyper = dict(self.hyper)
+        unknown = sorted(set(state.get("hyper", {})) - set(hyper))
+        if unknown:
+            raise ValueError(f"{type(self).__name__} has no hyperparameters {unknown}")
         hyper.update({k: float(v) for k, v in state.get("hyper", {}).items()})
         self.hyper = hyper
         self.state = new_state
-        self.step_count = int(state.get("step_count", 0))
+        self.step_count = step_count

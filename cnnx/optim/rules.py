@@ -34,6 +34,8 @@ class SGD(Optimizer):
 class Momentum(Optimizer):
     """Heavy-ball momentum: ``v = μ·v + g; p -= lr·v``."""
 
+    state_keys = ("velocity",)
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -54,6 +56,8 @@ class Momentum(Optimizer):
 
 class Nesterov(Optimizer):
     """Nesterov momentum: ``v = μ·v + g; p -= lr·(g + μ·v)``."""
+
+    state_keys = ("velocity",)
 
     def __init__(
         self,
@@ -80,6 +84,8 @@ class Nesterov(Optimizer):
 class Adagrad(Optimizer):
     """Adagrad: ``r += g²; p -= lr·g / (sqrt(r) + eps)``."""
 
+    state_keys = ("sum_sq",)
+
     def __init__(
         self, params: Iterable[Any], lr: float = 0.01, eps: float = 1e-10, weight_decay: float = 0.0
     ):
@@ -98,6 +104,8 @@ class Adagrad(Optimizer):
 
 class RMSprop(Optimizer):
     """RMSprop: ``r = ρ·r + (1−ρ)·g²; p -= lr·g / (sqrt(r) + eps)``."""
+
+    state_keys = ("mean_sq",)
 
     def __init__(
         self,
@@ -130,6 +138,8 @@ class RMSprop(Optimizer):
 
 class Adam(Optimizer):
     """Adam with bias correction; ``t`` counts calls to :meth:`step`."""
+
+    state_keys = ("m", "v")
 
     def __init__(
         self,
