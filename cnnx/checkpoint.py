@@ -119,9 +119,18 @@ def save_checkpoint(
             for key, value in entries.items():
                 arrays[f"{OPTIMIZER_PREFIX}{pname}/{key}"] = value
     arrays[META_KEY] = np.array(json.dumps(_jsonable(document)))
-    path = Path(path)
-    with atomic_write(path, "wb") as handle:
-        np.savez(handle, **arrays)
+    with atomic_write(Path(path), "wb") as handle:
+        _write_npz(handle, arrays)
+
+
+def _write_npz(handle: Any, arrays: dict[str, np.ndarray]) -> None:
+    """Write an ``.npz`` archive (what ``np.savez`` writes) with fixed member timestamps,
+    so the same state always gives the same bytes."""
+    with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, array in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with archive.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
 
 
 @dataclass
@@ -308,9 +317,10 @@ def _read_archive(path: Path, raw: bytes) -> dict[str, np.ndarray]:
             names = [info.filename for info in infos]
     except CheckpointError:
         raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+    except Exception as exc:  # hostile input: zipfile raises many types on damaged archives
         raise CheckpointError(
-            f"{path}: not a cnnx checkpoint (not a readable .npz archive: {exc})"
+            f"{path}: not a cnnx checkpoint (not a readable .npz archive: "
+            f"{type(exc).__name__}: {exc})"
         ) from None
     if f"{META_KEY}.npy" not in names:
         raise CheckpointError(
@@ -328,8 +338,10 @@ def _read_archive(path: Path, raw: bytes) -> dict[str, np.ndarray]:
                 "(a cnnx checkpoint holds only numeric arrays)"
             ) from None
         raise CheckpointError(f"{path}: corrupted array data: {exc}") from None
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError, MemoryError) as exc:
-        raise CheckpointError(f"{path}: truncated or corrupted checkpoint: {exc}") from None
+    except Exception as exc:  # zipfile/zlib/np.lib.format errors on damaged members
+        raise CheckpointError(
+            f"{path}: truncated or corrupted checkpoint ({type(exc).__name__}: {exc})"
+        ) from None
     return arrays
 
 
