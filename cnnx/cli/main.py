@@ -14,6 +14,7 @@ import click
 
 from cnnx._version import __version__
 from cnnx.cli.devices import devices
+from cnnx.cli.experiment import experiment
 from cnnx.cli.train import train
 from cnnx.errors import CnnxError
 
@@ -51,4 +52,5 @@ def main() -> None:
 
 
 main.add_command(devices)
+main.add_command(experiment)
 main.add_command(train)
