@@ -85,8 +85,8 @@ def test_small_grid_writes_every_file_with_one_row_per_run(tmp_path):
 
 
 def test_runs_are_reproducible_and_seeds_differ(tmp_path):
-    a = ce.run_experiment(small_experiment(seeds=(0, 1)), quiet=True)
-    b = ce.run_experiment(small_experiment(seeds=(1, 0)), quiet=True)
+    a = ce.run_experiment(small_experiment(seeds=(0, 1)), quiet=True, in_process=True)
+    b = ce.run_experiment(small_experiment(seeds=(1, 0)), quiet=True, in_process=True)
     key = lambda r: (r.config.name, r.seed)  # noqa: E731
     assert [key(r) for r in a.runs] == [key(r) for r in sorted(b.runs, key=key)]
     for x, y in zip(a.runs, sorted(b.runs, key=key), strict=True):
@@ -94,15 +94,16 @@ def test_runs_are_reproducible_and_seeds_differ(tmp_path):
     assert a.runs[0].curves["loss"] != a.runs[1].curves["loss"]  # seed 0 vs seed 1
 
 
-def test_jobs_2_gives_the_same_numbers_as_jobs_1(tmp_path):
-    ce.run_experiment(small_experiment(), tmp_path / "one", jobs=1, quiet=True, plots=False)
-    ce.run_experiment(small_experiment(), tmp_path / "two", jobs=2, quiet=True, plots=False)
-    assert without_timing(read_csv(tmp_path / "one" / "runs.csv")) == without_timing(
-        read_csv(tmp_path / "two" / "runs.csv")
-    )
-    assert (tmp_path / "one" / "curves.csv").read_text() == (
-        tmp_path / "two" / "curves.csv"
-    ).read_text()
+def test_jobs_2_gives_the_same_numbers_as_jobs_1_and_as_in_process(tmp_path):
+    modes = [("one", {"jobs": 1}), ("two", {"jobs": 2}), ("here", {"in_process": True})]
+    for name, options in modes:
+        ce.run_experiment(small_experiment(), tmp_path / name, quiet=True, plots=False, **options)
+    one = tmp_path / "one"
+    for other in (tmp_path / "two", tmp_path / "here"):
+        assert without_timing(read_csv(one / "runs.csv")) == without_timing(
+            read_csv(other / "runs.csv")
+        )
+        assert (one / "curves.csv").read_text() == (other / "curves.csv").read_text()
 
 
 def test_worker_environment_limits_blas_threads_and_is_restored(monkeypatch):
@@ -120,35 +121,30 @@ def test_worker_environment_limits_blas_threads_and_is_restored(monkeypatch):
 # --- resume and overwrite -----------------------------------------------------------------
 
 
-def test_resume_skips_finished_runs(tmp_path, monkeypatch):
+def test_resume_skips_finished_runs(tmp_path):
     out = tmp_path / "out"
     first = ce.run_experiment(small_experiment(), out, quiet=True, plots=False)
     before = without_timing(read_csv(out / "runs.csv"))
     (out / "runs" / "sgd__seed1.json").unlink()  # as if interrupted before this run ended
 
-    calls = []
-    real_execute = runner.execute
-
-    def counting_execute(config, seed, device="cpu"):
-        calls.append((config.name, seed))
-        return real_execute(config, seed, device)
-
-    monkeypatch.setattr(runner, "execute", counting_execute)
     lines: list[str] = []
     second = ce.run_experiment(small_experiment(), out, resume=True, plots=False, log=lines.append)
-    assert calls == [("sgd", 1)]
-    assert any("3 of 4 runs already finished" in line for line in lines)
+    assert "resuming: 3 of 4 runs already finished" in lines
+    assert [line for line in lines if line.startswith("[")] == [
+        line for line in lines if line.startswith("[4/4] sgd seed 1: ")
+    ]  # only the missing run ran
     assert without_timing(read_csv(out / "runs.csv")) == before
     assert [r.val_accuracy for r in second.runs] == [r.val_accuracy for r in first.runs]
 
-    calls.clear()
-    ce.run_experiment(small_experiment(), out, resume=True, quiet=True, plots=False)
-    assert calls == []  # everything finished: nothing runs
+    lines.clear()
+    ce.run_experiment(small_experiment(), out, resume=True, plots=False, log=lines.append)
+    assert "resuming: 4 of 4 runs already finished" in lines
+    assert not [line for line in lines if line.startswith("[")]  # nothing ran
 
 
 def test_resume_refuses_a_run_file_from_another_configuration(tmp_path):
     out = tmp_path / "out"
-    ce.run_experiment(small_experiment(), out, quiet=True, plots=False)
+    ce.run_experiment(small_experiment(), out, quiet=True, plots=False, in_process=True)
     changed = small_experiment(epochs=EPOCHS + 1)
     with pytest.raises(ce.RunFileError, match=r"adam-fast__seed0\.json.*epochs"):
         ce.run_experiment(changed, out, resume=True, quiet=True)
@@ -156,7 +152,7 @@ def test_resume_refuses_a_run_file_from_another_configuration(tmp_path):
 
 def test_resume_refuses_an_unreadable_run_file(tmp_path):
     out = tmp_path / "out"
-    ce.run_experiment(small_experiment(seeds=(0,)), out, quiet=True, plots=False)
+    ce.run_experiment(small_experiment(seeds=(0,)), out, quiet=True, plots=False, in_process=True)
     (out / "runs" / "sgd__seed0.json").write_text("{not json")
     with pytest.raises(ce.RunFileError, match=r"sgd__seed0\.json is not a readable run record"):
         ce.run_experiment(small_experiment(seeds=(0,)), out, resume=True, quiet=True)
@@ -164,12 +160,12 @@ def test_resume_refuses_an_unreadable_run_file(tmp_path):
 
 def test_existing_output_dir_is_refused_unless_overwrite(tmp_path):
     out = tmp_path / "out"
-    ce.run_experiment(small_experiment(seeds=(0,)), out, quiet=True, plots=False)
+    ce.run_experiment(small_experiment(seeds=(0,)), out, quiet=True, plots=False, in_process=True)
     (out / "my-notes.txt").write_text("keep me")
     with pytest.raises(ce.OutputExistsError, match="--overwrite"):
         ce.run_experiment(small_experiment(seeds=(0,)), out, quiet=True)
     result = ce.run_experiment(small_experiment(seeds=(1,)), out, overwrite=True, quiet=True,
-                               plots=False)  # fmt: skip
+                               plots=False, in_process=True)  # fmt: skip
     assert sorted(p.name for p in (out / "runs").iterdir()) == [
         "adam-fast__seed1.json", "sgd__seed1.json",
     ]  # fmt: skip
@@ -177,26 +173,26 @@ def test_existing_output_dir_is_refused_unless_overwrite(tmp_path):
     assert len(result.runs) == 2
 
 
-def test_interrupted_experiment_keeps_finished_runs_and_tables(tmp_path, monkeypatch):
+def test_interrupted_experiment_keeps_finished_runs_and_tables(tmp_path):
     out = tmp_path / "out"
-    real_execute = runner.execute
-    count = {"n": 0}
-
-    def interrupting_execute(config, seed, device="cpu"):
-        count["n"] += 1
-        if count["n"] == 3:
-            raise KeyboardInterrupt
-        return real_execute(config, seed, device)
-
-    monkeypatch.setattr(runner, "execute", interrupting_execute)
     lines: list[str] = []
+
+    def log(line: str) -> None:
+        lines.append(line)
+        if line.startswith("[2/4]"):
+            raise KeyboardInterrupt  # Ctrl-C while the workers run the rest
+
     with pytest.raises(KeyboardInterrupt):
-        ce.run_experiment(small_experiment(), out, plots=False, log=lines.append)
+        ce.run_experiment(small_experiment(), out, jobs=2, plots=False, log=log)
     assert len(read_csv(out / "runs.csv")) == 2
     assert len(list((out / "runs").iterdir())) == 2
     assert "2 of 4 runs finished" in (out / "summary.md").read_text()
+    assert len(read_csv(out / "curves.csv")) == 2 * EPOCHS
     assert any("--resume" in line for line in lines)
     assert not [p for p in out.rglob(".*tmp*")]  # no temporary files left behind
+
+    ce.run_experiment(small_experiment(), out, resume=True, quiet=True, plots=False)
+    assert len(read_csv(out / "runs.csv")) == 4
 
 
 # --- divergence ---------------------------------------------------------------------------
@@ -209,7 +205,7 @@ def test_a_diverging_configuration_is_reported_not_fatal(tmp_path):
         RunConfig("explodes", "enhanced", optimizer="sgd", hyperparameters={"lr": 1e20}, epochs=4),
     )
     out = tmp_path / "out"
-    result = ce.run_experiment(Experiment("div", configs, (0, 1)), out, quiet=True)
+    result = ce.run_experiment(Experiment("div", configs, (0, 1)), out, quiet=True, jobs=2)
     exploded = [r for r in result.runs if r.config.name == "explodes"]
     assert [r.status for r in exploded] == ["diverged", "diverged"]
     for r in exploded:
@@ -233,7 +229,7 @@ def test_a_diverging_configuration_is_reported_not_fatal(tmp_path):
 def test_plots_are_written_with_matplotlib(tmp_path):
     pytest.importorskip("matplotlib")
     out = tmp_path / "out"
-    result = ce.run_experiment(small_experiment(), out, quiet=True)
+    result = ce.run_experiment(small_experiment(), out, quiet=True, in_process=True)
     for name in ("loss_curves.png", "accuracy.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert out / name in result.files
@@ -245,7 +241,8 @@ def test_missing_matplotlib_skips_the_figures_with_one_note(tmp_path, monkeypatc
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     lines: list[str] = []
     out = tmp_path / "out"
-    ce.run_experiment(small_experiment(seeds=(0,)), out, quiet=True, log=lines.append)
+    ce.run_experiment(small_experiment(seeds=(0,)), out, quiet=True, log=lines.append,
+                      in_process=True)  # fmt: skip
     assert not (out / "loss_curves.png").exists() and not (out / "accuracy.png").exists()
     notes = [line for line in lines if "matplotlib" in line]
     assert len(notes) == 1 and "\n" not in notes[0] and "cnnx[plot]" in notes[0]
@@ -261,6 +258,7 @@ def test_module_is_callable_and_takes_config_dicts():
           "epochs": 2}],
         seeds=[3],
         quiet=True,
+        in_process=True,
     )  # fmt: skip
     assert callable(ce) and isinstance(result, ce.ExperimentResult)
     (run,) = result.runs
@@ -397,7 +395,7 @@ def test_population_std_reproduces_report_000s_s_sgd_row():
 
 def test_runs_csv_is_sorted_by_configuration_then_seed_whatever_the_finishing_order():
     experiment = small_experiment(seeds=(0, 1))
-    result = ce.run_experiment(experiment, quiet=True)
+    result = ce.run_experiment(experiment, quiet=True, in_process=True)
     shuffled = list(reversed(result.runs))
     assert report.runs_csv(experiment, shuffled) == report.runs_csv(experiment, result.runs)
     rows = list(csv.DictReader(io.StringIO(report.runs_csv(experiment, shuffled))))
@@ -407,7 +405,7 @@ def test_runs_csv_is_sorted_by_configuration_then_seed_whatever_the_finishing_or
 @pytest.mark.gpu
 def test_gpu_runs_agree_with_cpu_runs():
     experiment = small_experiment(seeds=(0,))
-    cpu = ce.run_experiment(experiment, quiet=True, device="cpu")
+    cpu = ce.run_experiment(experiment, quiet=True, device="cpu", in_process=True)
     gpu = ce.run_experiment(experiment, quiet=True, device="cuda")
     for a, b in zip(cpu.runs, gpu.runs, strict=True):
         assert b.device.startswith("cuda")

@@ -292,7 +292,12 @@ def experiment(ctx: click.Context, preset_name: str | None, **params: Any) -> No
     if params["list_only"]:
         list_presets()
         return
-    seeds = parse_seeds(params["seeds"]) if params["seeds"] is not None else None
+    seeds = None
+    if params["seeds"] is not None:
+        try:
+            seeds = parse_seeds(params["seeds"])
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
     output_dir = params["output_dir"]
     grid_given = any(_given(ctx, f) for f in GRID_FLAGS)
     if preset_name is not None:

@@ -126,6 +126,7 @@ def run_experiment(
     plots: bool = True,
     quiet: bool = False,
     log: Callable[[str], None] | None = None,
+    in_process: bool = False,
 ) -> ExperimentResult:
     """Train every configuration once per seed and write the tables and figures.
 
@@ -142,9 +143,9 @@ def run_experiment(
             "optimizer": "adam", "lr": 0.01}``).
         output_dir: directory for the results; None keeps them in memory only.
         seeds: replaces the experiment's seeds (a list's default is 0-9).
-        jobs: worker processes (each with one BLAS thread); 1 runs in this process.
-            With ``jobs > 1`` a script must call this under
-            ``if __name__ == "__main__":`` (workers are spawned and import it).
+        jobs: worker processes, each with one BLAS thread. Workers are spawned
+            and import the calling script, so a script must call this under
+            ``if __name__ == "__main__":`` (not needed in notebooks or the REPL).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
         resume: skip runs whose file in ``output_dir`` exists for the same
             configuration and seed.
@@ -153,6 +154,9 @@ def run_experiment(
             it they are skipped with a note).
         quiet: no progress line per run.
         log: where progress lines and notes go (default: stderr).
+        in_process: run in this process, one run after another, instead of in
+            workers (for debugging and profiling; BLAS threading as configured here,
+            which for these small networks is usually slower).
 
     Returns:
         An :class:`ExperimentResult`.
@@ -199,7 +203,7 @@ def run_experiment(
         directory.write_experiment(experiment, dev.spec)
 
     total = len(done) + len(pending)
-    summary_args = {"device": dev.spec, "jobs": jobs}
+    summary_args = {"device": dev.spec, "jobs": None if in_process else jobs}
 
     def on_result(result: RunResult) -> None:
         done.append(result)
@@ -214,7 +218,9 @@ def run_experiment(
 
     files: list[Path] = []
     try:
-        run_many(pending, jobs=jobs, device=dev.spec, on_result=on_result)
+        run_many(
+            pending, jobs=jobs, device=dev.spec, on_result=on_result, in_process=in_process
+        )
     except BaseException:
         if directory is not None and done:
             _finish(directory, experiment, done, plots, say, start, summary_args)

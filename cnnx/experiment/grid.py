@@ -408,11 +408,11 @@ def _dedupe(configs: Iterable[RunConfig]) -> list[RunConfig]:
 
 # --- presets ---------------------------------------------------------------------------
 
-#: The 11×11 pattern set of the toy presets: 20 samples per class, split 50:50 into
-#: 30 training and 30 test samples by each run's seed (see docs/reproduction.md for
-#: why so few: the number of SGD steps decides whether small learning rates escape).
-TOY_PATTERNS = {"n_per_class": 20}
-TOY_VAL_FRACTION = 0.5
+#: The 11×11 pattern set of the toy presets: 24 noisy (5 % of pixels flipped), shifted
+#: (±1 pixel) copies of each pattern, split per seed into 14 training and 10 test samples
+#: per class (42 and 30). Why so few, and why 42 = 5×8 + 2: docs/reproduction.md.
+TOY_PATTERNS = {"n_per_class": 24, "noise": 0.05, "max_shift": 1}
+TOY_VAL_FRACTION = 10 / 24
 TOY_SEEDS = tuple(range(5))
 
 
@@ -453,8 +453,8 @@ def _toy_lr() -> Experiment:
         "toy-lr",
         [(0.001, 5), (0.0001, 5), (0.0002, 5), (0.01, 5)],
         "Report 003's learning-rate sweep: ConvNet with 16 5×5 filters (weights std 0.001), "
-        "plain SGD, minibatch 8, 500 epochs, on the 11×11 patterns (20 per class, split "
-        "50:50 per seed into 30 training and 30 test samples), seeds 0-4.",
+        "plain SGD, minibatch 8, 500 epochs, on the 11×11 patterns (24 per class, noise "
+        "0.05, shift ±1; 42 training and 30 test samples per seed), seeds 0-4.",
     )
 
 
@@ -463,8 +463,8 @@ def _toy_kernel() -> Experiment:
         "toy-kernel",
         [(0.01, 3), (0.01, 5), (0.01, 7), (0.01, 9)],
         "Report 003's kernel-size sweep: ConvNet with 16 k×k filters (weights std 0.001), "
-        "plain SGD lr 0.01, minibatch 8, 500 epochs, on the 11×11 patterns (20 per class, "
-        "split 50:50 per seed into 30 training and 30 test samples), seeds 0-4.",
+        "plain SGD lr 0.01, minibatch 8, 500 epochs, on the 11×11 patterns (24 per class, "
+        "noise 0.05, shift ±1; 42 training and 30 test samples per seed), seeds 0-4.",
     )
 
 
