@@ -11,6 +11,7 @@ import pytest
 
 import cnnx
 import cnnx.experiment as ce
+from cnnx import datasets
 from cnnx.experiment import report, runner
 from cnnx.experiment.grid import Experiment, RunConfig, grid, parse_seeds, preset
 
@@ -269,8 +270,8 @@ def test_module_is_callable_and_takes_config_dicts():
 def test_execute_matches_a_hand_written_run():
     config = RunConfig("x", "simple", optimizer="adam", hyperparameters={"lr": 0.01}, epochs=3)
     result = runner.execute(config, seed=4)
-    X, y = cnnx.datasets.load_digits6x6()
-    train_idx, val_idx = cnnx.datasets.stratified_split(y, 0.2, seed=4)
+    X, y = datasets.load_digits6x6()
+    train_idx, val_idx = datasets.stratified_split(y, 0.2, seed=4)
     model = cnnx.models.get("simple_cnn", seed=4)
     opt = cnnx.optim.Adam(model.named_parameters(), lr=0.01)
     history = cnnx.fit(

@@ -10,6 +10,8 @@ and :data:`PRESETS` holds the experiments of the research reports by name.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import itertools
 import math
 import numbers
@@ -20,17 +22,6 @@ from typing import Any
 
 from cnnx.models import canonical_name
 from cnnx.optim import OPTIMIZERS
-
-#: Hyperparameters each optimizer accepts besides ``lr`` and ``weight_decay``.
-OPTIMIZER_HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
-    "sgd": (),
-    "momentum": ("momentum",),
-    "nesterov": ("momentum",),
-    "adagrad": ("eps",),
-    "rmsprop": ("rho", "eps"),
-    "adam": ("beta1", "beta2", "eps"),
-}
-COMMON_HYPERPARAMETERS = ("lr", "weight_decay")
 
 #: Datasets an experiment can train on, and the options each one takes.
 DATASET_OPTIONS: dict[str, tuple[str, ...]] = {
@@ -44,6 +35,28 @@ _RUN_CONFIG_KEYS = (
     "dataset_options", "epochs", "batch_size", "val_fraction",
 )  # fmt: skip
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._=+-]+")
+
+
+@functools.cache
+def optimizer_hyperparameters(optimizer: str) -> tuple[str, ...]:
+    """The keyword arguments of an optimizer's constructor: ``("lr", "rho", "eps", …)``.
+
+    Read from the class's signature, so it cannot drift from ``cnnx.optim``.
+
+    Raises:
+        ValueError: no optimizer of that name.
+    """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(
+            f"unknown optimizer {optimizer!r}; available: {', '.join(sorted(OPTIMIZERS))}"
+        )
+    signature = inspect.signature(OPTIMIZERS[optimizer].__init__)
+    return tuple(name for name in signature.parameters if name not in ("self", "params"))
+
+
+def _all_hyperparameters() -> set[str]:
+    return set().union(*(optimizer_hyperparameters(name) for name in OPTIMIZERS))
+
 
 
 def _plain(value: Any) -> Any:
@@ -104,12 +117,10 @@ class RunConfig:
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
         object.__setattr__(self, "model", model)
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(
-                f"{where}: unknown optimizer {self.optimizer!r}; "
-                f"available: {', '.join(sorted(OPTIMIZERS))}"
-            )
-        allowed = COMMON_HYPERPARAMETERS + OPTIMIZER_HYPERPARAMETERS[self.optimizer]
+        try:
+            allowed = optimizer_hyperparameters(self.optimizer)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
         for key, value in self.hyperparameters.items():
             if key not in allowed:
                 raise ValueError(
@@ -168,8 +179,7 @@ class RunConfig:
         """
         data = dict(data)
         hyper = dict(data.pop("hyperparameters", {}) or {})
-        every_hyper = set(COMMON_HYPERPARAMETERS).union(*OPTIMIZER_HYPERPARAMETERS.values())
-        for key in sorted(every_hyper & set(data)):
+        for key in sorted(_all_hyperparameters() & set(data)):
             hyper[key] = data.pop(key)
         unknown = sorted(set(data) - set(_RUN_CONFIG_KEYS))
         if unknown:
@@ -350,9 +360,9 @@ def grid(
         if len(values) == 0:
             raise ValueError(f"grid: no values given for {label}")
     for key in hyperparameters:
-        owners = [o for o in optimizers if key in COMMON_HYPERPARAMETERS + _hyper_of(o)]
+        owners = [o for o in optimizers if key in optimizer_hyperparameters(o)]
         if not owners:
-            users = [o for o, keys in OPTIMIZER_HYPERPARAMETERS.items() if key in keys]
+            users = [o for o in OPTIMIZERS if key in optimizer_hyperparameters(o)]
             raise ValueError(
                 f"grid: {key} applies to {', '.join(users) or 'no optimizer'}, "
                 f"not to {', '.join(optimizers)}"
@@ -361,7 +371,7 @@ def grid(
     configs: list[RunConfig] = []
     option_keys = list(model_options)
     for model, optimizer in itertools.product(models, optimizers):
-        keys = [k for k in hyperparameters if k in COMMON_HYPERPARAMETERS + _hyper_of(optimizer)]
+        keys = [k for k in hyperparameters if k in optimizer_hyperparameters(optimizer)]
         value_lists = [hyperparameters[k] for k in keys] + [model_options[k] for k in option_keys]
         for values, n_epochs, batch in itertools.product(
             itertools.product(*value_lists), epochs, batch_sizes
@@ -384,14 +394,6 @@ def grid(
                 )
             )  # fmt: skip
     return _dedupe(configs)
-
-
-def _hyper_of(optimizer: str) -> tuple[str, ...]:
-    if optimizer not in OPTIMIZER_HYPERPARAMETERS:
-        raise ValueError(
-            f"unknown optimizer {optimizer!r}; available: {', '.join(sorted(OPTIMIZERS))}"
-        )
-    return OPTIMIZER_HYPERPARAMETERS[optimizer]
 
 
 def _dedupe(configs: Iterable[RunConfig]) -> list[RunConfig]:
