@@ -235,9 +235,7 @@ def _float_flag(name: str, text: str) -> Any:
 @click.option(
     "--epochs", multiple=True, type=click.IntRange(min=1), help="Epochs (repeat for a grid)."
 )
-@click.option(
-    "--batch-size", multiple=True, help="Minibatch size or 'full' (repeat for a grid)."
-)
+@click.option("--batch-size", multiple=True, help="Minibatch size or 'full' (repeat for a grid).")
 @click.option(
     "--val-fraction",
     type=click.FloatRange(0.0, 1.0, max_open=True),

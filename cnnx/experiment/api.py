@@ -218,9 +218,7 @@ def run_experiment(
 
     files: list[Path] = []
     try:
-        run_many(
-            pending, jobs=jobs, device=dev.spec, on_result=on_result, in_process=in_process
-        )
+        run_many(pending, jobs=jobs, device=dev.spec, on_result=on_result, in_process=in_process)
     except BaseException:
         if directory is not None and done:
             _finish(directory, experiment, done, plots, say, start, summary_args)

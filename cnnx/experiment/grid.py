@@ -58,7 +58,6 @@ def _all_hyperparameters() -> set[str]:
     return set().union(*(optimizer_hyperparameters(name) for name in OPTIMIZERS))
 
 
-
 def _plain(value: Any) -> Any:
     """A JSON-ready copy: numbers as Python int/float, so a saved config compares equal."""
     if isinstance(value, bool) or value is None or isinstance(value, str):
@@ -440,9 +439,15 @@ def _report_table5() -> Experiment:
 def _toy(name: str, pairs: Sequence[tuple[float, int]], description: str) -> Experiment:
     configs = [
         RunConfig(
-            f"lr={lr:g} k={k}", "toy_convnet", model_options={"kernel_size": k},
-            optimizer="sgd", hyperparameters={"lr": lr}, dataset="patterns",
-            dataset_options=TOY_PATTERNS, epochs=500, batch_size=8,
+            f"lr={lr:g} k={k}",
+            "toy_convnet",
+            model_options={"kernel_size": k},
+            optimizer="sgd",
+            hyperparameters={"lr": lr},
+            dataset="patterns",
+            dataset_options=TOY_PATTERNS,
+            epochs=500,
+            batch_size=8,
             val_fraction=TOY_VAL_FRACTION,
         )
         for lr, k in pairs

@@ -56,9 +56,7 @@ def runs_csv(experiment: Experiment, results: Sequence[RunResult]) -> str:
             "batch_size": "full" if c.batch_size is None else c.batch_size,
             "seconds": round(r.seconds, 4),
         }  # fmt: skip
-        writer.writerow(
-            [_cell(row[k]) if k in row else _cell(getattr(r, k)) for k in RUN_COLUMNS]
-        )
+        writer.writerow([_cell(row[k]) if k in row else _cell(getattr(r, k)) for k in RUN_COLUMNS])
     return out.getvalue()
 
 

@@ -286,10 +286,11 @@ def run_many(
     :func:`single_threaded_blas`): the networks here are small, and BLAS threads
     gain nothing on them and can cost a lot - on a 2-core machine one toy-kernel
     run with k = 5 took 8.1 s with NumPy's default threading and 0.8 s with one.
-    ``in_process=True`` runs them one after another in this process instead, with whatever BLAS threading it has (for debugging and
-    profiling). Either way each result is handed to ``on_result`` as soon as it
-    exists (so it can be saved), and the returned list is in the order of ``runs``,
-    whatever order they finished in.
+    ``in_process=True`` runs them one after another in this process instead, with
+    whatever BLAS threading it has (for debugging and profiling). Either way each
+    result is handed to ``on_result`` as soon as it exists (so it can be saved),
+    and the returned list is in the order of ``runs``, whatever order they
+    finished in.
 
     Raises:
         Whatever a run raises other than divergence (a bug, or a GPU out of memory);

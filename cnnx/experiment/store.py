@@ -143,7 +143,5 @@ class ExperimentDirectory:
         """Run files in runs/ that belong to no (configuration, seed) of ``experiment``."""
         expected = {run_file_name(c, s) for c, s in experiment.runs()}
         return sorted(
-            p
-            for p in self.runs_dir.iterdir()
-            if _RUN_FILE.match(p.name) and p.name not in expected
+            p for p in self.runs_dir.iterdir() if _RUN_FILE.match(p.name) and p.name not in expected
         )
