@@ -89,6 +89,13 @@ def test_elementwise(device, layer, shape):
     assert_gradients_agree(cnnx.gradcheck(layer(), device.asarray(away_from_kinks(shape, 5))))
 
 
+def test_inplace_relu_after_conv(device):
+    model = nn.Sequential(nn.Conv2D(2, 3, 3, rng=0), nn.ReLU(inplace=True), nn.MaxPool2D(2))
+    assert_gradients_agree(
+        cnnx.gradcheck(model.to(device), device.asarray(away_from_kinks((2, 2, 6, 6), 9)))
+    )
+
+
 @pytest.mark.parametrize("p", [0.0, 0.3, 0.7])
 def test_dropout_with_its_mask(device, p):
     layer = nn.Dropout(p, rng=7)

@@ -80,6 +80,21 @@ def test_linear_uses_pytorch_weight_layout(device):
     np.testing.assert_allclose(to_host(y), [[6.5, -0.5]])
 
 
+def test_inplace_relu_gives_the_same_numbers_and_reuses_the_arrays(device):
+    x = np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32)
+    gy = np.random.default_rng(1).standard_normal((4, 5)).astype(np.float32)
+    plain, inplace = nn.ReLU(), nn.ReLU(inplace=True)
+    y_plain = to_host(plain(device.asarray(x)))
+    x_dev, gy_dev = device.asarray(x.copy()), device.asarray(gy.copy())
+    y = inplace(x_dev)
+    assert y is x_dev  # the input was overwritten
+    np.testing.assert_array_equal(to_host(y), y_plain)
+    np.testing.assert_array_equal(
+        to_host(inplace.backward(gy_dev)), to_host(plain.backward(device.asarray(gy)))
+    )
+    assert repr(inplace) == "ReLU(inplace=True)"
+
+
 def test_sigmoid_is_finite_and_accurate_for_large_inputs(device):
     x = np.array([-1e4, -100.0, -20.0, 0.0, 20.0, 100.0, 1e4], dtype=np.float32)
     y = to_host(nn.Sigmoid()(device.asarray(x)))

@@ -46,11 +46,11 @@ def enhanced_cnn(seed: int = 0) -> Model:
     rng = np.random.default_rng(seed)
     return Model(
         Conv2D(1, 4, 3, init="he", rng=rng),
-        ReLU(),
+        ReLU(inplace=True),
         Conv2D(4, 4, 3, init="he", rng=rng),
-        ReLU(),
+        ReLU(inplace=True),
         Conv2D(4, 3, 2, init="he", rng=rng),
-        ReLU(),
+        ReLU(inplace=True),
         Flatten(),
         name="enhanced_cnn",
         config={"seed": seed},
@@ -68,10 +68,10 @@ def mnist_cnn(seed: int = 0) -> Model:
     rng = np.random.default_rng(seed)
     return Model(
         Conv2D(1, 8, 3, init="he", rng=rng),
-        ReLU(),
+        ReLU(inplace=True),
         MaxPool2D(2),
         Conv2D(8, 16, 3, init="he", rng=rng),
-        ReLU(),
+        ReLU(inplace=True),
         MaxPool2D(2),
         Flatten(),
         Linear(400, 10, init="he", rng=rng),
@@ -91,16 +91,16 @@ def lenet5(seed: int = 0) -> Model:
     rng = np.random.default_rng(seed)
     return Model(
         Conv2D(1, 6, 5, padding=2, init="he", rng=rng),
-        ReLU(),
+        ReLU(inplace=True),
         MaxPool2D(2),
         Conv2D(6, 16, 5, init="he", rng=rng),
-        ReLU(),
+        ReLU(inplace=True),
         MaxPool2D(2),
         Flatten(),
         Linear(400, 120, init="he", rng=rng),
-        ReLU(),
+        ReLU(inplace=True),
         Linear(120, 84, init="he", rng=rng),
-        ReLU(),
+        ReLU(inplace=True),
         Linear(84, 10, init="he", rng=rng),
         name="lenet5",
         config={"seed": seed},
@@ -121,7 +121,7 @@ def mlp(hidden: int = 100, seed: int = 0) -> Model:
     return Model(
         Flatten(),
         Linear(784, hidden, init="he", rng=rng),
-        ReLU(),
+        ReLU(inplace=True),
         Linear(hidden, 10, init="he", rng=rng),
         name="mlp",
         config={"hidden": hidden, "seed": seed},
@@ -152,7 +152,7 @@ def toy_convnet(
     side = image_size - kernel_size + 1
     return Model(
         Conv2D(1, filters, kernel_size, init=init_std, rng=rng),
-        ReLU(),
+        ReLU(inplace=True),
         Flatten(),
         Linear(filters * side * side, num_classes, init=init_std, rng=rng),
         name="toy_convnet",

@@ -16,6 +16,7 @@ first copied to batch-last order once.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from cnnx.backends import get_array_module
@@ -50,11 +51,69 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
     return span // stride + 1
 
 
-def _window(start: int, count: int, stride: int) -> slice:
-    # Slice of ``count`` positions starting at ``start`` with step ``stride``;
-    # the end is the last position + 1, never past it, so the slice has exactly
-    # ``count`` elements whatever the input length.
+def window(start: int, count: int, stride: int) -> slice:
+    """Slice of ``count`` positions from ``start`` with step ``stride``.
+
+    The end is the last position + 1, never past it, so the slice has exactly
+    ``count`` elements whatever the length of the axis it is applied to.
+    """
     return slice(start, start + stride * (count - 1) + 1, stride)
+
+
+@functools.lru_cache(maxsize=256)
+def window_offsets(
+    out_size: tuple[int, int], kernel_size: tuple[int, int], stride: tuple[int, int]
+) -> tuple[tuple[int, int, slice, slice], ...]:
+    """``(i, j, rows, cols)`` for every kernel offset, in row-major order.
+
+    ``rows``/``cols`` select, for offset ``(i, j)``, the input positions that meet
+    kernel element ``(i, j)`` across all ``out_size`` outputs. Cached: layers ask for
+    the same geometry at every step.
+    """
+    (oh, ow), (kh, kw), (sh, sw) = out_size, kernel_size, stride
+    return tuple((i, j, window(i, oh, sh), window(j, ow, sw)) for i in range(kh) for j in range(kw))
+
+
+def ones(xp: Any, size: int, dtype: Any) -> Any:
+    """A vector of ``size`` ones (kept per device and dtype; never write into it).
+
+    Sums along the long axis of an activation are done as products with this
+    vector: BLAS's matrix-vector product is several times faster than NumPy's
+    reduction for the shapes here (e.g. 16 rows of 7,744 values: 10 µs against 39 µs).
+    """
+    key = (xp.__name__, size, str(dtype), _device_key(xp))
+    vector = _ONES.get(key)
+    if vector is None:
+        if len(_ONES) > 64:
+            _ONES.clear()
+        vector = _ONES[key] = xp.ones(size, dtype=dtype)
+    return vector
+
+
+_ONES: dict[tuple[Any, ...], Any] = {}
+
+
+def _device_key(xp: Any) -> int:
+    cuda = getattr(xp, "cuda", None)
+    return int(cuda.Device().id) if cuda is not None else -1
+
+
+# Below this many elements the reduction's own overhead is smaller than BLAS's.
+_BLAS_SUM_MIN = 16384
+
+
+def row_sums(a: Any) -> Any:
+    """``a.sum(axis=1)`` for a 2-D array; as ``a @ ones`` when ``a`` is large."""
+    if a.size < _BLAS_SUM_MIN:
+        return a.sum(axis=1)
+    return a @ ones(get_array_module(a), a.shape[1], a.dtype)
+
+
+def column_sums(a: Any) -> Any:
+    """``a.sum(axis=0)`` for a 2-D array; as ``ones @ a`` when ``a`` is large."""
+    if a.size < _BLAS_SUM_MIN:
+        return a.sum(axis=0)
+    return ones(get_array_module(a), a.shape[0], a.dtype) @ a
 
 
 def batch_last(x: Any) -> Any:
@@ -99,11 +158,14 @@ def im2col(
     else:
         src = batch_last(x)
     col = xp.empty((c, kh, kw, oh, ow, n), dtype=x.dtype)
-    for i in range(kh):
-        rows = _window(i, oh, sh)
-        for j in range(kw):
-            col[:, i, j] = src[:, rows, _window(j, ow, sw)]
+    for i, j, rows, cols in window_offsets((oh, ow), (kh, kw), (sh, sw)):
+        col[:, i, j] = src[:, rows, cols]
     return col
+
+
+def _each_position_once(size: int, out: int, kernel: int, stride: int) -> bool:
+    """Whether windows along one axis cover every position exactly once."""
+    return (stride == kernel or out == 1) and size == (out - 1) * stride + kernel
 
 
 def col2im(
@@ -128,27 +190,42 @@ def col2im(
     _, kh, kw, oh, ow, _ = col.shape
     sh, sw = stride
     ph, pw = padding
-    out = xp.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=col.dtype)
-    for i in range(kh):
-        rows = _window(i, oh, sh)
-        for j in range(kw):
-            out[:, rows, _window(j, ow, sw)] += col[:, i, j]
+    shape = (c, h + 2 * ph, w + 2 * pw, n)
+    offsets = window_offsets((oh, ow), (kh, kw), (sh, sw))
+    if _each_position_once(shape[1], oh, kh, sh) and _each_position_once(shape[2], ow, kw, sw):
+        # Windows tile the input exactly: plain copies into uninitialised memory.
+        out = xp.empty(shape, dtype=col.dtype)
+        for i, j, rows, cols in offsets:
+            out[:, rows, cols] = col[:, i, j]
+    else:
+        out = xp.zeros(shape, dtype=col.dtype)
+        for i, j, rows, cols in offsets:
+            out[:, rows, cols] += col[:, i, j]
     if ph or pw:
         out = out[:, ph : ph + h, pw : pw + w]
     return out.transpose(3, 0, 1, 2)
 
 
-def log_softmax(logits: Any) -> Any:
-    """Row-wise ``log(softmax(logits))`` for ``(N, C)`` logits, via log-sum-exp.
+def softmax_with_log(logits: Any) -> tuple[Any, Any]:
+    """Row-wise ``softmax(logits)`` and ``log(softmax(logits))`` of ``(N, C)`` logits.
 
-    Subtracting each row's maximum first keeps ``exp`` from overflowing, so the
-    result is finite for logits as large as ±1e4 in float32.
+    Log-sum-exp: each row's maximum is subtracted first, so ``exp`` cannot
+    overflow and both results are finite for logits as large as ±1e4 in float32.
     """
     xp = get_array_module(logits)
     shifted = logits - logits.max(axis=1, keepdims=True)
-    return shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+    exp = xp.exp(shifted)
+    total = exp.sum(axis=1, keepdims=True)
+    exp /= total
+    shifted -= xp.log(total)
+    return exp, shifted
+
+
+def log_softmax(logits: Any) -> Any:
+    """Row-wise ``log(softmax(logits))`` of ``(N, C)`` logits (see :func:`softmax_with_log`)."""
+    return softmax_with_log(logits)[1]
 
 
 def softmax(logits: Any) -> Any:
-    """Row-wise softmax of ``(N, C)`` logits; rows sum to 1."""
-    return get_array_module(logits).exp(log_softmax(logits))
+    """Row-wise softmax of ``(N, C)`` logits; rows sum to 1 (see :func:`softmax_with_log`)."""
+    return softmax_with_log(logits)[0]

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnx.nn import functional as F
 from cnnx.nn.init import InitSpec, RngLike, init_weight
 from cnnx.nn.module import Module, Parameter
 
@@ -64,7 +65,7 @@ class Linear(Module):
             raise RuntimeError(f"{self!r}: backward() called before forward()")
         self.weight.grad += gy.T @ self._x
         if self.bias is not None:
-            self.bias.grad += gy.sum(axis=0)
+            self.bias.grad += F.column_sums(gy)
 
     def backward(self, gy: Any) -> Any:
         """``gy (N, O)`` -> ``gx (N, F)``; adds into weight/bias grads."""

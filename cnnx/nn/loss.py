@@ -46,14 +46,13 @@ class SoftmaxCrossEntropy:
             )
         n, c = logits.shape
         labels = self._check_target(xp, target, n, c)
+        probs, log_probs = F.softmax_with_log(logits)
         if labels is None:
             target = target.astype(logits.dtype, copy=False)
-        log_probs = F.log_softmax(logits)
-        if labels is not None:
-            loss = -log_probs[xp.arange(n), labels].sum() / n
-        else:
             loss = -(target * log_probs).sum() / n
-        self._probs = xp.exp(log_probs)
+        else:
+            loss = -log_probs[xp.arange(n), labels].sum() / n
+        self._probs = probs
         self._target = target
         return xp.asarray(loss, dtype=logits.dtype)
 
@@ -85,7 +84,7 @@ class SoftmaxCrossEntropy:
         probs, target = self._probs, self._target
         n = probs.shape[0]
         if target.ndim == 1:
-            grad = probs.copy()
+            grad = probs.copy()  # probs stays valid for a second backward call
             grad[xp.arange(n), target] -= 1.0
         else:
             grad = probs - target

@@ -319,6 +319,11 @@ class Module:
             raise ValueError(f"{self!r}: expected input of shape {expected}, got {got}")
 
 
+def _holds_parameters(module: Module) -> bool:
+    """Whether ``module`` or a descendant registers a Parameter (cheap for leaf layers)."""
+    return bool(module._parameters) or any(_holds_parameters(c) for c in module._modules.values())
+
+
 class Sequential(Module):
     """A chain of modules; child ``i`` is registered under the name ``str(i)``.
 
@@ -349,7 +354,7 @@ class Sequential(Module):
         module itself only accumulates its parameter gradients.
         """
         modules = list(self._modules.values())
-        first = next((i for i, m in enumerate(modules) if m.parameters()), None)
+        first = next((i for i, m in enumerate(modules) if _holds_parameters(m)), None)
         if first is None:
             return
         for module in reversed(modules[first + 1 :]):

@@ -51,6 +51,10 @@ def route(g: Any, arg: Any, outputs: list[Any]) -> None:
     filled with ``g`` minus the others, which is exact because the routing is one-hot.
     """
     xp = get_array_module(g)
+    if len(outputs) == 2:  # the common 2-wide window: arg is 0/1, so it is its own mask
+        xp.multiply(g, arg.astype(g.dtype), out=outputs[1])
+        xp.subtract(g, outputs[1], out=outputs[0])
+        return
     others = None
     for i, out in enumerate(outputs[:-1]):
         xp.multiply(g, (arg == i).astype(g.dtype), out=out)
@@ -72,6 +76,7 @@ class _Pool2D(Module):
                 f"kernel_size={kernel_size}, stride={stride}"
             )
         self._x_shape: tuple[int, ...] | None = None
+        self._geometries: dict[tuple[int, ...], tuple[int, int]] = {}
 
     def extra_repr(self) -> str:
         k, s = self.kernel_size, self.stride
@@ -87,6 +92,10 @@ class _Pool2D(Module):
         return self.stride == self.kernel_size
 
     def _geometry(self, x: Any) -> tuple[int, int]:
+        """``(OH, OW)`` for input ``x``; checked once per input shape, then remembered."""
+        known = self._geometries.get(x.shape)
+        if known is not None:
+            return known
         self._check_input(x, "NCHW")
         kh, kw = self.kernel_size
         sh, sw = self.stride
@@ -95,13 +104,16 @@ class _Pool2D(Module):
             raise ValueError(
                 f"{self!r}: input of shape {tuple(x.shape)} is smaller than the window {kh}×{kw}"
             )
-        return F.conv_output_size(h, kh, sh, 0), F.conv_output_size(w, kw, sw, 0)
+        geometry = F.conv_output_size(h, kh, sh, 0), F.conv_output_size(w, kw, sw, 0)
+        if len(self._geometries) > 16:
+            self._geometries.clear()
+        self._geometries[tuple(x.shape)] = geometry
+        return geometry
 
     def _windows(self, oh: int, ow: int) -> list[tuple[slice, slice]]:
         """``(rows, cols)`` of each window offset, in row-major order."""
-        kh, kw = self.kernel_size
-        sh, sw = self.stride
-        return [(F._window(i, oh, sh), F._window(j, ow, sw)) for i in range(kh) for j in range(kw)]
+        offsets = F.window_offsets((oh, ow), self.kernel_size, self.stride)
+        return [(rows, cols) for _, _, rows, cols in offsets]
 
     def _require_forward(self) -> tuple[int, int, int, int]:
         if self._x_shape is None:
