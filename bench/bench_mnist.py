@@ -1,0 +1,223 @@
+"""Training throughput and peak memory of the slides' MNIST CNN: cnnx against PyTorch (CPU).
+
+Network: Conv 3×3 1→8, ReLU, MaxPool 2, Conv 3×3 8→16, ReLU, MaxPool 2, Flatten, Linear
+400→10; He init; softmax cross-entropy; Adam lr 1e-3. One epoch is a shuffled pass over
+``--samples`` images in minibatches (forward, loss, backward, optimizer step).
+
+Run from the repository root::
+
+    python bench/bench_mnist.py                       # batch 64 and 256, all usable cores
+    python bench/bench_mnist.py --threads 1 --no-torch
+
+Every (implementation, batch size) pair runs in its own worker process, so peak RSS, thread
+pools and imports of one never count against another. See bench/README.md for the columns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import _common
+
+SCRIPT = str(Path(__file__).resolve())
+LR, BETA1, BETA2 = 1e-3, 0.9, 0.999
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256], metavar="B",
+                   help="minibatch sizes to measure (default: 64 256)")
+    p.add_argument("--epochs", type=int, default=5,
+                   help="timed epochs; the median is reported (default: 5)")
+    p.add_argument("--warmup", type=int, default=1,
+                   help="untimed epochs before the timed ones (default: 1)")
+    p.add_argument("--threads", type=int, default=_common.available_cores(),
+                   help="BLAS/OpenMP/torch threads (default: usable cores, here "
+                        f"{_common.available_cores()})")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="device for cnnx; torch always runs on the CPU (default: cpu)")
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch rows")
+    p.add_argument("--no-cnnx", action="store_true", help="skip the cnnx rows")
+    p.add_argument("--samples", type=int, default=10_000,
+                   help="images per epoch, from the start of the t10k set (default: 10000)")
+    p.add_argument("--synthetic", action="store_true",
+                   help="use random data of MNIST's shape instead of the real images")
+    p.add_argument("--data-root", default=_common.DEFAULT_MNIST_ROOT,
+                   help=f"directory holding {_common.MNIST_IMAGES} and {_common.MNIST_LABELS} "
+                        f"(default: {_common.DEFAULT_MNIST_ROOT})")
+    p.add_argument("--seed", type=int, default=0, help="model init and shuffling seed")
+    p.add_argument("--json", metavar="PATH", help="also write the raw results as JSON here")
+    p.add_argument("--worker", choices=["cnnx", "torch"], help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    for name in ("epochs", "samples", "threads"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.warmup < 0:
+        p.error(f"--warmup must be >= 0, got {args.warmup}")
+    if any(b < 1 for b in args.batch_sizes):
+        p.error(f"--batch-sizes must all be >= 1, got {args.batch_sizes}")
+    if any(b > args.samples for b in args.batch_sizes):
+        p.error(f"--batch-sizes {args.batch_sizes}: each must be <= --samples {args.samples}")
+    return args
+
+
+# --------------------------------------------------------------------------- worker side
+
+
+def load_data(args: argparse.Namespace) -> tuple[Any, Any, str]:
+    if args.synthetic:
+        return _common.synthetic_mnist(args.samples, args.seed)
+    return _common.load_mnist_test(args.data_root, args.samples)
+
+
+def build_step(impl: str, args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
+    """The training step of one implementation; returns ``(step, sync, extra info)``."""
+    if impl == "cnnx":
+        step, sync, _dev = _common.make_cnnx_trainer(
+            "mnist_cnn", args.device, args.seed, LR, BETA1, BETA2)
+        return step, sync, {"device": args.device}
+    import torch
+    from baselines.torch_models import build_mnist_cnn, make_torch_trainer
+
+    torch.set_num_threads(args.threads)
+    step = make_torch_trainer(build_mnist_cnn(args.seed), LR, BETA1, BETA2)
+    return step, lambda: None, {"device": "cpu", "torch_threads": torch.get_num_threads()}
+
+
+def worker(args: argparse.Namespace) -> None:
+    impl = args.worker
+    batch = args.batch_sizes[0]
+    missing = _common.cnnx_missing() if impl == "cnnx" else _common.torch_missing()
+    if missing is not None:
+        _common.emit_result({"impl": impl, "batch": batch, "status": "n/a", "reason": missing})
+        return
+    X, y, source = load_data(args)
+    step, sync, extra = build_step(impl, args)
+    rss_before = _common.current_rss_mib()
+    probe = _common.OtherLoadProbe()
+    seconds, losses, per_epoch = _common.time_minibatch_epochs(
+        step, sync, X, y, batch, args.warmup + args.epochs, args.seed)
+    other_cores = probe.cores()
+    timed = seconds[args.warmup:]
+    _common.emit_result({
+        "impl": impl,
+        "batch": batch,
+        "status": "ok",
+        "data": source,
+        "samples_per_epoch": per_epoch,
+        "warmup_seconds": seconds[:args.warmup],
+        "epoch_seconds": timed,
+        "samples_per_s": [per_epoch / s for s in timed],
+        "last_batch_loss": losses,
+        "rss_before_training_mib": rss_before,
+        "peak_rss_mib": _common.peak_rss_mib(),
+        "other_processes_cores": other_cores,
+        "blas_threads": _common.blas_runtime()["threads"],
+        **extra,
+    })
+
+
+# --------------------------------------------------------------------------- parent side
+
+
+def worker_args(args: argparse.Namespace, impl: str, batch: int) -> list[str]:
+    out = ["--worker", impl, "--batch-sizes", str(batch), "--epochs", str(args.epochs),
+           "--warmup", str(args.warmup), "--threads", str(args.threads),
+           "--device", args.device, "--samples", str(args.samples),
+           "--data-root", args.data_root, "--seed", str(args.seed)]
+    if args.synthetic:
+        out.append("--synthetic")
+    return out
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def result_row(r: dict[str, Any]) -> list[str]:
+    if r["status"] != "ok":
+        return [r["impl"], "-", str(r["batch"]), "-", f"{r['status']} (see notes)",
+                "", "", "", "", "", ""]
+    sps = r["samples_per_s"]
+    threads = f"blas {r['blas_threads']}"
+    if "torch_threads" in r:
+        threads += f", torch {r['torch_threads']}"
+    growth = None
+    if r["rss_before_training_mib"] is not None:
+        growth = r["peak_rss_mib"] - r["rss_before_training_mib"]
+    return [
+        r["impl"], r["device"], str(r["batch"]), threads,
+        fmt(_common.median(sps), 0),
+        f"{min(sps):,.0f}–{max(sps):,.0f}",
+        fmt(_common.median(r["epoch_seconds"]), 3),
+        fmt(r["peak_rss_mib"]),
+        fmt(growth),
+        f"{r['last_batch_loss'][-1]:.4f}",
+        fmt(r["other_processes_cores"], 2),
+    ]
+
+
+def ratio_rows(results: list[dict[str, Any]], batch_sizes: list[int]) -> list[list[str]]:
+    rows = []
+    for b in batch_sizes:
+        by_impl = {r["impl"]: r for r in results if r["batch"] == b and r["status"] == "ok"}
+        c, t = by_impl.get("cnnx"), by_impl.get("torch")
+        if c is None or t is None:
+            missing = [k for k in ("cnnx", "torch") if k not in by_impl]
+            rows.append([str(b), "n/a", "n/a", f"n/a (no {' / '.join(missing)} result)", "n/a"])
+            continue
+        cs, ts = _common.median(c["samples_per_s"]), _common.median(t["samples_per_s"])
+        rows.append([str(b), fmt(cs, 0), fmt(ts, 0), f"{cs / ts:.2f}×",
+                     f"{c['peak_rss_mib'] / t['peak_rss_mib']:.2f}×"])
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    # Before anything imports NumPy or torch: their thread pools read these once.
+    _common.set_thread_env(args.threads)
+    if args.worker:
+        worker(args)
+        return
+
+    machine = _common.machine_report(args.threads)
+    print("# MNIST CNN training throughput (bench/bench_mnist.py)\n")
+    _common.print_machine_report(machine)
+    _, _, source = load_data(args)
+    print(f"{'data'.ljust(21)} : {source}; {args.samples} images/epoch, "
+          "last partial batch dropped")
+    print(f"{'timing'.ljust(21)} : {args.warmup} warm-up + {args.epochs} timed epochs per row; "
+          "median reported")
+    print(f"{'memory'.ljust(21)} : peak RSS of the row's own worker process "
+          "(resource.getrusage ru_maxrss)\n", flush=True)
+
+    impls = [i for i, skip in (("cnnx", args.no_cnnx), ("torch", args.no_torch)) if not skip]
+    results = []
+    for b in args.batch_sizes:
+        for impl in impls:
+            results.append(_common.run_worker(SCRIPT, worker_args(args, impl, b),
+                                              f"{impl} batch {b}"))
+
+    print(_common.format_table(
+        ["impl", "device", "batch", "threads", "samples/s (median)", "samples/s min–max",
+         "s/epoch (median)", "peak RSS MiB", "RSS growth in training MiB",
+         "last-batch loss", "other procs' load (cores)"],
+        [result_row(r) for r in results]))
+    _common.print_notes(results, lambda r: f"{r['impl']} batch {r['batch']}")
+    if impls == ["cnnx", "torch"]:
+        print("\ncnnx / torch (above 1 means cnnx trains faster or uses more memory):\n")
+        print(_common.format_table(
+            ["batch", "cnnx samples/s", "torch samples/s", "cnnx / torch speed",
+             "cnnx / torch peak RSS"],
+            ratio_rows(results, args.batch_sizes)))
+    print(f"\nload average at end: {_common.load_average()}")
+    if args.json:
+        _common.write_json_atomically(args.json, {"machine": dict(machine), "results": results})
+        print(f"raw results written to {args.json}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
