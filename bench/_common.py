@@ -513,6 +513,20 @@ def print_notes(results: Sequence[dict[str, Any]], label: Callable[[dict[str, An
         print("\n".join(notes))
 
 
+NOISY_OTHER_LOAD_CORES = 0.1
+
+
+def print_load_warnings(
+    results: Sequence[dict[str, Any]], label: Callable[[dict[str, Any]], str]
+) -> None:
+    """Warn about rows measured while other processes used more than a tenth of a core."""
+    for r in results:
+        cores = r.get("other_processes_cores")
+        if cores is not None and cores > NOISY_OTHER_LOAD_CORES:
+            print(f"WARNING: other processes kept {cores:.2f} cores busy during {label(r)}; "
+                  "its numbers are not a clean measurement, re-run on an idle machine")
+
+
 def print_machine_report(lines: list[tuple[str, str]]) -> None:
     width = max(len(k) for k, _ in lines)
     for key, value in lines:

@@ -237,6 +237,7 @@ def main(argv: list[str] | None = None) -> None:
          "other procs' load (cores)"],
         [result_row(r, args.epochs) for r in results]))
     _common.print_notes(results, lambda r: r["impl"])
+    _common.print_load_warnings(results, lambda r: r["impl"])
 
     ok = {r["impl"]: r for r in results if r["status"] == "ok"}
     if "cnnx" in ok:

@@ -207,6 +207,7 @@ def main(argv: list[str] | None = None) -> None:
          "last-batch loss", "other procs' load (cores)"],
         [result_row(r) for r in results]))
     _common.print_notes(results, lambda r: f"{r['impl']} batch {r['batch']}")
+    _common.print_load_warnings(results, lambda r: f"{r['impl']} batch {r['batch']}")
     if impls == ["cnnx", "torch"]:
         print("\ncnnx / torch (above 1 means cnnx trains faster or uses more memory):\n")
         print(_common.format_table(
