@@ -1,0 +1,264 @@
+"""``cnnx evaluate`` and ``cnnx predict``: use a saved checkpoint."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from cnnx.backends import device as resolve_device
+from cnnx.checkpoint import Checkpoint, load_checkpoint
+from cnnx.cli.train import DEFAULTS, load_splits
+from cnnx.errors import CnnxError, DatasetError
+from cnnx.metrics import confusion_matrix, format_report, plot_confusion
+from cnnx.train import evaluate as evaluate_model
+from cnnx.train import predict_proba
+
+
+def class_names(dataset: str | None, num_classes: int) -> list[str]:
+    """Display names of the classes for a dataset (indices when unknown)."""
+    from cnnx import datasets
+
+    known = {
+        "digits6x6": list(datasets.DIGITS6X6_CLASSES),
+        "patterns": list(datasets.PATTERN_CLASSES),
+        "mnist": [str(d) for d in range(10)],
+    }
+    names = known.get(dataset or "")
+    if names is None or len(names) != num_classes:
+        return [str(k) for k in range(num_classes)]
+    return names
+
+
+def _open(path: Path) -> tuple[Checkpoint, Any, dict[str, Any]]:
+    checkpoint = load_checkpoint(path)
+    model = checkpoint.build_model()
+    config = dict(checkpoint.extra.get("config") or {})
+    return checkpoint, model, config
+
+
+@click.command()
+@click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path(path_type=Path))
+@click.option(
+    "--dataset",
+    type=click.Choice(sorted(DEFAULTS)),
+    help="Dataset to evaluate on (default: the one the checkpoint was trained on).",
+)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A 6×6 workbook to evaluate on (all of its samples by default).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Directory holding the MNIST IDX files.",
+)
+@click.option(
+    "--split",
+    type=click.Choice(["val", "train", "all", "test"]),
+    help="Which part: val/train as the training run split it (seed and fraction "
+    "from the checkpoint), all samples, or MNIST's test split (default: val; "
+    "test for mnist; all for --data).",
+)
+@click.option(
+    "--device", "device_spec", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto."
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=1024, show_default=True)
+@click.option(
+    "--plot",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also save the confusion matrix as a PNG (needs cnnx[plot]).",
+)
+def evaluate(
+    checkpoint_path: Path,
+    dataset: str | None,
+    data: Path | None,
+    data_dir: Path | None,
+    split: str | None,
+    device_spec: str,
+    batch_size: int,
+    plot: Path | None,
+) -> None:
+    """Loss, accuracy, per-class precision/recall and the confusion matrix of a checkpoint.
+
+    \b
+    Examples:
+      cnnx evaluate runs/a/last.npz                   # its own validation split
+      cnnx evaluate runs/a/best.npz --split all
+      cnnx evaluate runs/a/last.npz --data class_b.xlsx
+      cnnx evaluate runs/mnist/last.npz --device cuda
+    """
+    dev = resolve_device(device_spec)
+    checkpoint, model, saved = _open(checkpoint_path)
+    dataset = dataset or saved.get("dataset") or "digits6x6"
+    same_data = dataset == saved.get("dataset")
+    config = {
+        "dataset": dataset,
+        "data": str(data) if data is not None else (saved.get("data") if same_data else None),
+        "data_dir": str(data_dir) if data_dir is not None else saved.get("data_dir"),
+        "train_limit": saved.get("train_limit") if same_data else None,
+        "val_fraction": saved.get("val_fraction"),
+        "seed": saved.get("seed", 0),
+    }
+    if split is None:
+        split = "test" if dataset == "mnist" else ("all" if data is not None else "val")
+    if split == "test" and dataset != "mnist":
+        raise click.UsageError("--split test is MNIST's test split; use val, train or all")
+    if split == "all" and dataset == "mnist":
+        raise click.UsageError("for mnist use --split test or --split train")
+    if dataset == "mnist" and split == "val" and not config["val_fraction"]:
+        split = "test"
+    if split == "all" and dataset != "mnist":
+        config["val_fraction"] = 0.0
+    splits = load_splits(config)
+    if split in ("train", "all"):
+        X, y = splits.train
+    else:
+        if splits.val is None:
+            raise CnnxError("the checkpoint's run had no validation split; use --split all")
+        X, y = splits.val
+    if tuple(X.shape[1:]) != tuple(model.input_shape):
+        raise DatasetError(
+            f"{dataset} samples have shape {tuple(X.shape[1:])} but {model.name} expects "
+            f"{tuple(model.input_shape)}"
+        )
+    result = evaluate_model(model, X, y, device=dev, batch_size=batch_size)
+    probs = predict_proba(model, X, device=dev, batch_size=batch_size)
+    names = class_names(dataset, model.num_classes)
+    matrix = confusion_matrix(y, probs.argmax(axis=1), model.num_classes)
+    epoch = f", epoch {checkpoint.epoch}" if checkpoint.epoch is not None else ""
+    click.echo(f"checkpoint  {checkpoint_path} ({model.name}{epoch})")
+    click.echo(f"data        {splits.description}, {split} split: {len(y)} samples")
+    click.echo(f"device      {dev}")
+    click.echo(f"loss        {result.loss:.4f}")
+    click.echo(f"accuracy    {result.accuracy:.4f}")
+    click.echo("")
+    click.echo(format_report(matrix, names))
+    if plot is not None:
+        try:
+            plot_confusion(matrix, names, str(plot))
+        except ImportError:
+            click.echo('note: --plot needs matplotlib: pip install "cnnx[plot]"; skipped', err=True)
+        else:
+            click.echo(f"\nconfusion matrix saved to {plot}")
+
+
+def load_inputs(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read samples to predict: a 6×6 workbook, an IDX image file, or a ``.npy`` array.
+
+    Returns ``(X, labels)``: X ``(N, C, H, W) float32``; labels where the file has them.
+    """
+    from cnnx import datasets
+
+    name = path.name.lower()
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such file")
+    if name.endswith((".xlsx", ".xlsm")):
+        X, y = datasets.load_digits6x6(path, require_labels=False)
+        return X, (y if (y >= 0).any() else None)
+    if name.endswith(".npy"):
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise DatasetError(f"{path}: not a readable .npy array ({exc})") from None
+        if array.dtype.kind not in "biuf":
+            raise DatasetError(f"{path}: holds {array.dtype} values, expected numbers")
+        if array.ndim == 3:
+            array = array[None]
+        if array.ndim != 4:
+            raise DatasetError(
+                f"{path}: array of shape {array.shape}; expected (N, C, H, W) or (C, H, W)"
+            )
+        if array.dtype == np.uint8:
+            return (array / np.float32(255)).astype(np.float32), None
+        return array.astype(np.float32), None
+    images = datasets.read_idx(path)
+    if images.ndim == 3:
+        images = images[:, None]
+    if images.ndim != 4:
+        raise DatasetError(f"{path}: IDX array of shape {images.shape}; expected images (N, H, W)")
+    scale = np.float32(255) if images.dtype == np.uint8 else np.float32(1)
+    return (images / scale).astype(np.float32), None
+
+
+@click.command()
+@click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path(path_type=Path))
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+@click.option(
+    "--device", "device_spec", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto."
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=1024, show_default=True)
+def predict(
+    checkpoint_path: Path, input_path: Path, fmt: str, device_spec: str, batch_size: int
+) -> None:
+    """Class and probabilities for each sample of INPUT.
+
+    INPUT is a workbook in the 6×6 layout (labels optional), an IDX image file
+    (e.g. t10k-images-idx3-ubyte.gz), or a .npy array of shape (N, C, H, W) or
+    (C, H, W) (uint8 values are divided by 255).
+
+    \b
+    Examples:
+      cnnx predict runs/a/last.npz my_digits.xlsx
+      cnnx predict runs/mnist/last.npz images.npy --format json
+    """
+    dev = resolve_device(device_spec)
+    _, model, saved = _open(checkpoint_path)
+    X, labels = load_inputs(input_path)
+    if tuple(X.shape[1:]) != tuple(model.input_shape):
+        raise DatasetError(
+            f"{input_path}: samples have shape {tuple(X.shape[1:])} but {model.name} "
+            f"expects {tuple(model.input_shape)}"
+        )
+    probs = predict_proba(model, X, device=dev, batch_size=batch_size)
+    names = class_names(saved.get("dataset"), model.num_classes)
+    predicted = probs.argmax(axis=1)
+    rows = []
+    for i in range(len(X)):
+        row: dict[str, Any] = {"sample": i, "predicted": names[predicted[i]]}
+        if labels is not None:
+            row["label"] = names[labels[i]] if labels[i] >= 0 else None
+        for k, name in enumerate(names):
+            row[f"p_{name}"] = float(probs[i, k])
+        rows.append(row)
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+    elif fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        click.echo(buffer.getvalue(), nl=False)
+    else:
+        header = list(rows[0])
+        widths = {h: max(len(h), 7) for h in header}
+        click.echo("  ".join(f"{h:>{widths[h]}}" for h in header))
+        for row in rows:
+            cells = []
+            for h in header:
+                value = row[h]
+                text = (
+                    f"{value:.4f}"
+                    if isinstance(value, float)
+                    else ("-" if value is None else str(value))
+                )
+                cells.append(f"{text:>{widths[h]}}")
+            click.echo("  ".join(cells))
+        if labels is not None and (labels >= 0).any():
+            known = labels >= 0
+            accuracy = float((predicted[known] == labels[known]).mean())
+            click.echo(f"\naccuracy on the {int(known.sum())} labelled samples: {accuracy:.4f}")

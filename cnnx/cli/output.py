@@ -1,0 +1,100 @@
+"""A run's output directory: config.json, metrics.jsonl and checkpoints."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from cnnx.checkpoint import save_checkpoint
+from cnnx.errors import CnnxError
+from cnnx.nn.module import Module
+from cnnx.optim.optimizer import Optimizer
+from cnnx.train import EpochRecord
+from cnnx.utils.atomic import atomic_write_text
+
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+FINAL = "model.npz"
+LAST = "last.npz"
+BEST = "best.npz"
+
+
+class OutputExistsError(CnnxError):
+    """The output directory already holds a run and --overwrite was not given."""
+
+
+class RunDirectory:
+    """Writes a run's files into one directory, never clobbering another run by accident."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._metrics: TextIO | None = None
+
+    @classmethod
+    def create(cls, path: Path, overwrite: bool) -> RunDirectory:
+        """Prepare ``path`` for a new run.
+
+        Raises:
+            OutputExistsError: ``path`` exists and is not empty, and ``overwrite`` is False.
+        """
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise OutputExistsError(f"--output-dir {path} exists and is not a directory")
+        if path.is_dir() and any(path.iterdir()) and not overwrite:
+            held = ", ".join(sorted(p.name for p in path.iterdir())[:5])
+            raise OutputExistsError(
+                f"--output-dir {path} already exists and is not empty ({held}); choose a new "
+                "directory, pass --overwrite to replace that run, or --resume it"
+            )
+        path.mkdir(parents=True, exist_ok=True)
+        run = cls(path)
+        if overwrite:
+            for name in (METRICS, LAST, BEST, FINAL):
+                (path / name).unlink(missing_ok=True)
+        return run
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        atomic_write_text(self.path / CONFIG, json.dumps(config, indent=2) + "\n")
+
+    def read_config(self) -> dict[str, Any]:
+        return json.loads((self.path / CONFIG).read_text(encoding="utf-8"))
+
+    def truncate_metrics(self, epochs: int) -> None:
+        """Keep only the first ``epochs`` lines of metrics.jsonl (used when resuming)."""
+        target = self.path / METRICS
+        lines = target.read_text(encoding="utf-8").splitlines()[:epochs] if target.exists() else []
+        atomic_write_text(target, "".join(line + "\n" for line in lines))
+
+    def append_metrics(self, record: EpochRecord) -> None:
+        """Append one epoch as a JSON line, flushed at once so a killed run keeps it."""
+        if self._metrics is None:
+            self._metrics = open(self.path / METRICS, "a", encoding="utf-8")
+        self._metrics.write(json.dumps(asdict(record)) + "\n")
+        self._metrics.flush()
+
+    def save(
+        self,
+        name: str,
+        model: Module,
+        optimizer: Optimizer | None,
+        config: dict[str, Any],
+        *,
+        rng: np.random.Generator | None = None,
+        epoch: int | None = None,
+        step: int | None = None,
+        **meta: Any,
+    ) -> Path:
+        target = self.path / name
+        save_checkpoint(
+            target, model, optimizer, rng=rng, epoch=epoch, step=step, config=config, **meta
+        )
+        return target
+
+    def close(self) -> None:
+        if self._metrics is not None:
+            self._metrics.close()
+            self._metrics = None

@@ -1,0 +1,55 @@
+"""A registry of model constructors, so the CLI and ``cnnx.models.get`` build models by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cnnx.models.model import Model
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the registry knows about one constructor."""
+
+    name: str
+    build: Callable[..., Model]
+    description: str
+    aliases: tuple[str, ...] = ()
+
+
+_MODELS: dict[str, ModelInfo] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register(name: str, description: str, aliases: tuple[str, ...] = ()):
+    """Decorator: register a constructor ``f(**kwargs) -> Model`` under ``name``."""
+
+    def decorate(build: Callable[..., Model]) -> Callable[..., Model]:
+        _MODELS[name] = ModelInfo(name, build, description, aliases)
+        for alias in aliases:
+            _ALIASES[alias] = name
+        return build
+
+    return decorate
+
+
+def canonical_name(name: str) -> str:
+    """Resolve an alias (``"simple"``) to its registered name (``"simple_cnn"``)."""
+    key = name.strip().lower().replace("-", "_")
+    key = _ALIASES.get(key, key)
+    if key not in _MODELS:
+        known = ", ".join(sorted(_MODELS))
+        raise ValueError(f"unknown model {name!r}; available: {known}")
+    return key
+
+
+def get(name: str, **kwargs: Any) -> Model:
+    """Build the model registered as ``name`` (or an alias) with constructor ``kwargs``."""
+    return _MODELS[canonical_name(name)].build(**kwargs)
+
+
+def available() -> list[ModelInfo]:
+    """Registered models, sorted by name."""
+    return [_MODELS[k] for k in sorted(_MODELS)]

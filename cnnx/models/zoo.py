@@ -1,0 +1,169 @@
+"""The models of the research cnnx grew from, each a registered constructor.
+
+Every constructor takes ``seed`` and draws all initial weights, layer by layer,
+from one ``numpy.random.Generator(seed)``, so the same seed gives the same
+network on any device.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cnnx.models.model import Model
+from cnnx.models.registry import register
+from cnnx.nn import Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sigmoid
+
+
+@register(
+    "simple_cnn",
+    "report 000's SimpleCNN for 6×6 digits: Conv 3×3 1→3, Sigmoid, MaxPool 2, "
+    "Conv 2×2 3→3, Sigmoid, Flatten (Xavier init)",
+    aliases=("simple",),
+)
+def simple_cnn(seed: int = 0) -> Model:
+    rng = np.random.default_rng(seed)
+    return Model(
+        Conv2D(1, 3, 3, init="xavier", rng=rng),
+        Sigmoid(),
+        MaxPool2D(2),
+        Conv2D(3, 3, 2, init="xavier", rng=rng),
+        Sigmoid(),
+        Flatten(),
+        name="simple_cnn",
+        config={"seed": seed},
+        input_shape=(1, 6, 6),
+        num_classes=3,
+    )
+
+
+@register(
+    "enhanced_cnn",
+    "report 000's EnhancedCNN for 6×6 digits: Conv 3×3 1→4, ReLU, Conv 3×3 4→4, ReLU, "
+    "Conv 2×2 4→3, ReLU, Flatten; no pooling (He init)",
+    aliases=("enhanced",),
+)
+def enhanced_cnn(seed: int = 0) -> Model:
+    rng = np.random.default_rng(seed)
+    return Model(
+        Conv2D(1, 4, 3, init="he", rng=rng),
+        ReLU(),
+        Conv2D(4, 4, 3, init="he", rng=rng),
+        ReLU(),
+        Conv2D(4, 3, 2, init="he", rng=rng),
+        ReLU(),
+        Flatten(),
+        name="enhanced_cnn",
+        config={"seed": seed},
+        input_shape=(1, 6, 6),
+        num_classes=3,
+    )
+
+
+@register(
+    "mnist_cnn",
+    "slides 001's MNIST network: Conv 3×3 1→8, ReLU, MaxPool 2, Conv 3×3 8→16, ReLU, "
+    "MaxPool 2, Flatten, Linear 400→10 (He init)",
+)
+def mnist_cnn(seed: int = 0) -> Model:
+    rng = np.random.default_rng(seed)
+    return Model(
+        Conv2D(1, 8, 3, init="he", rng=rng),
+        ReLU(),
+        MaxPool2D(2),
+        Conv2D(8, 16, 3, init="he", rng=rng),
+        ReLU(),
+        MaxPool2D(2),
+        Flatten(),
+        Linear(400, 10, init="he", rng=rng),
+        name="mnist_cnn",
+        config={"seed": seed},
+        input_shape=(1, 28, 28),
+        num_classes=10,
+    )
+
+
+@register(
+    "lenet5",
+    "LeNet-5 with ReLU and max-pooling: Conv 5×5 1→6 pad 2, MaxPool 2, Conv 5×5 6→16, "
+    "MaxPool 2, Linear 400→120→84→10 (He init)",
+)
+def lenet5(seed: int = 0) -> Model:
+    rng = np.random.default_rng(seed)
+    return Model(
+        Conv2D(1, 6, 5, padding=2, init="he", rng=rng),
+        ReLU(),
+        MaxPool2D(2),
+        Conv2D(6, 16, 5, init="he", rng=rng),
+        ReLU(),
+        MaxPool2D(2),
+        Flatten(),
+        Linear(400, 120, init="he", rng=rng),
+        ReLU(),
+        Linear(120, 84, init="he", rng=rng),
+        ReLU(),
+        Linear(84, 10, init="he", rng=rng),
+        name="lenet5",
+        config={"seed": seed},
+        input_shape=(1, 28, 28),
+        num_classes=10,
+    )
+
+
+@register(
+    "mlp",
+    "the textbook's two-layer net for MNIST: Flatten, Linear 784→hidden, ReLU, "
+    "Linear hidden→10 (He init)",
+)
+def mlp(hidden: int = 100, seed: int = 0) -> Model:
+    if hidden < 1:
+        raise ValueError(f"mlp hidden must be a positive integer, got {hidden!r}")
+    rng = np.random.default_rng(seed)
+    return Model(
+        Flatten(),
+        Linear(784, hidden, init="he", rng=rng),
+        ReLU(),
+        Linear(hidden, 10, init="he", rng=rng),
+        name="mlp",
+        config={"hidden": hidden, "seed": seed},
+        input_shape=(1, 28, 28),
+        num_classes=10,
+    )
+
+
+@register(
+    "toy_convnet",
+    "report 003's ConvNet for the 11×11 pattern set: Conv k×k 1→16 (stride 1, no "
+    "pooling), ReLU, Flatten, Linear → 3; weights drawn with std 0.001",
+)
+def toy_convnet(
+    kernel_size: int = 5,
+    filters: int = 16,
+    image_size: int = 11,
+    num_classes: int = 3,
+    init_std: float = 0.001,
+    seed: int = 0,
+) -> Model:
+    if not 1 <= kernel_size <= image_size:
+        raise ValueError(
+            f"toy_convnet kernel_size must be between 1 and image_size={image_size}, "
+            f"got {kernel_size!r}"
+        )
+    rng = np.random.default_rng(seed)
+    side = image_size - kernel_size + 1
+    return Model(
+        Conv2D(1, filters, kernel_size, init=init_std, rng=rng),
+        ReLU(),
+        Flatten(),
+        Linear(filters * side * side, num_classes, init=init_std, rng=rng),
+        name="toy_convnet",
+        config={
+            "kernel_size": kernel_size,
+            "filters": filters,
+            "image_size": image_size,
+            "num_classes": num_classes,
+            "init_std": init_std,
+            "seed": seed,
+        },
+        input_shape=(1, image_size, image_size),
+        num_classes=num_classes,
+    )
