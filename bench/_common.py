@@ -303,14 +303,16 @@ def load_mnist_test(root: str | os.PathLike[str], samples: int) -> tuple[Any, An
 
     root = Path(root)
     try:
-        from cnnx.datasets import load_mnist  # the library's loader, once it exists
+        from cnnx.datasets import load_mnist  # the library's loader, where it exists
+        from cnnx.errors import DatasetError
     except ImportError:
         load_mnist = None
     if load_mnist is not None:
-        X, y = load_mnist(split="test", root=root)
+        try:
+            X, y = load_mnist(split="test", root=root, download=False)
+        except DatasetError as exc:
+            raise SystemExit(f"error: {exc}\n(pass --data-root DIR, or --synthetic)") from None
         source = f"cnnx.datasets.load_mnist(split='test', root={str(root)!r})"
-        X = np.asarray(X, dtype=np.float32).reshape(-1, 1, 28, 28)
-        y = np.asarray(y, dtype=np.int64)
     else:
         images = _read_idx(root / MNIST_IMAGES, 0x00000803, 3)
         labels = _read_idx(root / MNIST_LABELS, 0x00000801, 1)
@@ -410,7 +412,12 @@ def make_cnnx_trainer(
     model = cnnx.models.get(model_name, seed=seed)
     model.to(dev)
     opt = cnnx.optim.Adam(model.named_parameters(), lr=lr, beta1=beta1, beta2=beta2)
-    loss_fn = cnnx.nn.SoftmaxCrossEntropy()
+    # Labels are checked once when a data set is loaded, so the per-step range check is
+    # off, as in cnnx.fit.
+    loss_fn = cnnx.nn.SoftmaxCrossEntropy(check_targets=False)
+    # backward_params skips the gradient of the input images, which nothing needs; torch
+    # skips it too because the input does not require grad.
+    backward = model.backward_params
     model.train()
 
     def step(x_host: Any, y_host: Any) -> Any:
@@ -419,7 +426,7 @@ def make_cnnx_trainer(
         logits = model(xb)
         loss = loss_fn(logits, yb)
         opt.zero_grad()
-        model.backward(loss_fn.backward())
+        backward(loss_fn.backward())
         opt.step()
         return loss
 

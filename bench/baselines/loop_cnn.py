@@ -20,8 +20,7 @@ class LoopConv2D:
 
     def __init__(self, c_in: int, c_out: int, k: int, rng: np.random.Generator) -> None:
         fan_in = c_in * k * k
-        self.W = rng.standard_normal((c_out, c_in, k, k), dtype=np.float32)
-        self.W *= np.float32(fan_in ** -0.5)
+        self.W = (rng.standard_normal((c_out, c_in, k, k)) * fan_in ** -0.5).astype(np.float32)
         self.b = np.zeros(c_out, dtype=np.float32)
         self.dW = np.zeros_like(self.W)
         self.db = np.zeros_like(self.b)
@@ -163,7 +162,8 @@ class LoopSimpleCNN:
 
     Conv 3×3 1→3, Sigmoid, MaxPool 2×2, Conv 2×2 3→3, Sigmoid, Flatten. Weights are drawn
     from ``numpy.random.default_rng(seed)`` conv1 then conv2, std 1/sqrt(fan_in), which is the
-    same stream ``baselines.torch_models.build_simple_cnn(seed)`` uses, so both start equal.
+    same stream ``baselines.torch_models.build_simple_cnn(seed)`` and
+    ``cnnx.models.get("simple_cnn", seed=seed)`` use, so all three start equal.
     """
 
     def __init__(self, seed: int = 0) -> None:

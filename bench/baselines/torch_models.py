@@ -16,16 +16,20 @@ from torch import nn
 
 
 def _init_conv_linear(model: nn.Module, seed: int, std_of_fan_in: Callable[[int], float]) -> None:
-    """Normal weights with ``std = std_of_fan_in(fan_in)``, zero biases, in module order."""
+    """Normal weights with ``std = std_of_fan_in(fan_in)``, zero biases, in module order.
+
+    One Generator is drawn from layer by layer, as ``cnnx.models`` does.
+    """
     rng = np.random.default_rng(seed)
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, nn.Conv2d | nn.Linear):
                 w = module.weight
                 fan_in = int(np.prod(w.shape[1:]))
-                values = rng.standard_normal(tuple(w.shape), dtype=np.float32)
-                values *= np.float32(std_of_fan_in(fan_in))
-                w.copy_(torch.from_numpy(values))
+                # float64 draw, then float32: the convention of cnnx.nn.init, so the same
+                # seed gives cnnx, torch and the loop baseline the same starting weights.
+                values = rng.standard_normal(tuple(w.shape)) * std_of_fan_in(fan_in)
+                w.copy_(torch.from_numpy(values.astype(np.float32)))
                 module.bias.zero_()
 
 
