@@ -467,12 +467,15 @@ def emit_result(result: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def run_worker(script: str, args: Sequence[str], label: str) -> dict[str, Any]:
+def run_worker(
+    script: str, args: Sequence[str], label: str, identity: dict[str, Any]
+) -> dict[str, Any]:
     """Run ``python script args...`` in a fresh process and return its result dict.
 
     Each implementation runs in its own process so that peak RSS, thread pools and imported
     libraries of one do not leak into the numbers of another. A failing worker becomes a
-    result with ``status="error"`` and the last line of its stderr.
+    result with ``status="error"``, the last line of its stderr and the keys of
+    ``identity`` (for example ``{"impl": "cnnx", "batch": 64}``).
     """
     cmd = [sys.executable, script, *args]
     print(f"  running {label} ...", file=sys.stderr, flush=True)
@@ -482,7 +485,8 @@ def run_worker(script: str, args: Sequence[str], label: str) -> dict[str, Any]:
             return json.loads(line[len(RESULT_PREFIX):])
     tail = (proc.stderr.strip().splitlines() or ["(no stderr)"])[-1]
     sys.stderr.write(proc.stderr)
-    return {"status": "error", "reason": f"worker exited {proc.returncode}: {tail}"}
+    return {**identity, "status": "error",
+            "reason": f"worker exited {proc.returncode}: {tail}"}
 
 
 # --------------------------------------------------------------------------- printing

@@ -232,7 +232,8 @@ def main(argv: list[str] | None = None) -> None:
 
     impls = [i for i, skip in (("cnnx", args.no_cnnx), ("torch", args.no_torch),
                                ("loop", args.no_loop)) if not skip]
-    results = [_common.run_worker(SCRIPT, worker_args(args, impl), impl) for impl in impls]
+    results = [_common.run_worker(SCRIPT, worker_args(args, impl), impl, {"impl": impl})
+               for impl in impls]
 
     print(_common.format_table(
         ["impl", "device", "threads", f"s per {args.epochs}-epoch run (median)", "measured",

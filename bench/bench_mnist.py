@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     for b in args.batch_sizes:
         for impl in impls:
             results.append(_common.run_worker(SCRIPT, worker_args(args, impl, b),
-                                              f"{impl} batch {b}"))
+                                              f"{impl} batch {b}", {"impl": impl, "batch": b}))
 
     print(_common.format_table(
         ["impl", "device", "batch", "threads", "samples/s (median)", "samples/s min–max",
