@@ -467,18 +467,47 @@ def emit_result(result: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+def wait_for_idle(max_wait_s: float, threshold_cores: float = 0.1, window_s: float = 2.0) -> str:
+    """Block until other processes use under ``threshold_cores`` cores over ``window_s``.
+
+    For shared machines: call it between measurements (this process is asleep meanwhile,
+    so all the busy time it sees belongs to others). Gives up after ``max_wait_s``.
+
+    Returns:
+        A short description of what happened, for the progress log.
+    """
+    import time
+
+    deadline = time.monotonic() + max_wait_s
+    waited = 0.0
+    while True:
+        before = _machine_busy_seconds()
+        time.sleep(window_s)
+        after = _machine_busy_seconds()
+        if before is None or after is None:
+            return "cannot read /proc/stat; not waiting"
+        if (after - before) / window_s < threshold_cores:
+            return f"idle after {waited:.0f} s"
+        waited += window_s
+        if time.monotonic() >= deadline:
+            return f"still busy after {waited:.0f} s; measuring anyway"
+
+
 def run_worker(
-    script: str, args: Sequence[str], label: str, identity: dict[str, Any]
+    script: str, args: Sequence[str], label: str, identity: dict[str, Any],
+    wait_idle_s: float = 0.0,
 ) -> dict[str, Any]:
     """Run ``python script args...`` in a fresh process and return its result dict.
 
     Each implementation runs in its own process so that peak RSS, thread pools and imported
-    libraries of one do not leak into the numbers of another. A failing worker becomes a
-    result with ``status="error"``, the last line of its stderr and the keys of
+    libraries of one do not leak into the numbers of another. With ``wait_idle_s`` > 0 it
+    first waits (at most that long) for the machine to be otherwise idle. A failing worker
+    becomes a result with ``status="error"``, the last line of its stderr and the keys of
     ``identity`` (for example ``{"impl": "cnnx", "batch": 64}``).
     """
     cmd = [sys.executable, script, *args]
-    print(f"  running {label} ...", file=sys.stderr, flush=True)
+    note = f" ({wait_for_idle(wait_idle_s)})" if wait_idle_s > 0 else ""
+    print(f"  running {label}{note} ...", file=sys.stderr, flush=True)
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(RESULT_PREFIX):
@@ -487,6 +516,23 @@ def run_worker(
     sys.stderr.write(proc.stderr)
     return {**identity, "status": "error",
             "reason": f"worker exited {proc.returncode}: {tail}"}
+
+
+def round_order(impls: Sequence[str], round_index: int) -> list[str]:
+    """Implementations in the order to run them in a round: reversed every other round, so
+    that neither always runs first (or right after the other) on a drifting machine."""
+    return list(impls) if round_index % 2 == 0 else list(reversed(impls))
+
+
+def add_common_options(p: Any) -> None:
+    """The --rounds and --wait-idle options both scripts share."""
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run every row this many times, alternating the order of the "
+                        "implementations; timings are pooled, ratios taken per round "
+                        "(default: 1)")
+    p.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
+                   help="before each worker, wait up to SECONDS for other processes to use "
+                        "under 0.1 cores (for shared machines; default: 0, no waiting)")
 
 
 # --------------------------------------------------------------------------- printing

@@ -55,9 +55,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "cnnx.datasets.load_digits6x6")
     p.add_argument("--seed", type=int, default=0, help="model init and data seed")
     p.add_argument("--json", metavar="PATH", help="also write the raw results as JSON here")
+    _common.add_common_options(p)
     p.add_argument("--worker", choices=["cnnx", "torch", "loop"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    for name in ("epochs", "repeats", "loop_epochs", "loop_repeats", "threads"):
+    for name in ("epochs", "repeats", "loop_epochs", "loop_repeats", "threads", "rounds"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.warmup_epochs < 0:
@@ -188,30 +189,47 @@ def worker_args(args: argparse.Namespace, impl: str) -> list[str]:
     return out
 
 
-def scaled_seconds(r: dict[str, Any], epochs: int) -> float:
-    """Median seconds of one run, scaled linearly to ``epochs`` epochs."""
-    return _common.median(r["run_seconds"]) * epochs / r["epochs_per_run"]
+def scaled_seconds(runs: list[dict[str, Any]], epochs: int) -> float:
+    """Median seconds of one run over all rounds, scaled linearly to ``epochs`` epochs."""
+    seconds = [v for x in runs for v in x["run_seconds"]]
+    return _common.median(seconds) * epochs / runs[0]["epochs_per_run"]
 
 
-def result_row(r: dict[str, Any], epochs: int) -> list[str]:
-    if r["status"] != "ok":
-        return [r["impl"], "-", "-", f"{r['status']} (see notes)", "", "", "", "", ""]
+def result_row(runs: list[dict[str, Any]], epochs: int) -> list[str]:
+    """One table row from the runs (one per round) of an implementation."""
+    r = runs[0]
+    failed = [x for x in runs if x["status"] != "ok"]
+    if failed:
+        return [r["impl"], "-", "-", f"{failed[0]['status']} (see notes)",
+                "", "", "", "", ""]
     threads = f"blas {r['blas_threads']}"
     if "torch_threads" in r:
         threads += f", torch {r['torch_threads']}"
-    measured = f"{len(r['run_seconds'])} × {r['epochs_per_run']} epochs"
+    per_round = len(r["run_seconds"])
+    measured = f"{len(runs)} × {per_round} × {r['epochs_per_run']} epochs"
     if r["epochs_per_run"] != epochs:
         measured += f", scaled ×{epochs / r['epochs_per_run']:g}"
-    per_epoch_ms = [1e3 * s / r["epochs_per_run"] for s in r["run_seconds"]]
+    per_epoch_ms = [1e3 * v / r["epochs_per_run"] for x in runs for v in x["run_seconds"]]
+    loads = [x["other_processes_cores"] for x in runs if x["other_processes_cores"] is not None]
     return [
         r["impl"], r["device"], threads,
-        f"{scaled_seconds(r, epochs):.4g}",
+        f"{scaled_seconds(runs, epochs):.4g}",
         measured,
         f"{min(per_epoch_ms):.4g}–{max(per_epoch_ms):.4g}",
-        f"{r['final_loss'][-1]:.5f}",
+        f"{runs[-1]['final_loss'][-1]:.5f}",
         str(r["warmup_epochs"]),
-        "n/a" if r["other_processes_cores"] is None else f"{r['other_processes_cores']:.2f}",
+        "n/a" if not loads else f"{max(loads):.2f}",
     ]
+
+
+def speedup(slow: list[dict[str, Any]], fast: list[dict[str, Any]], epochs: int) -> str:
+    """``slow`` seconds / ``fast`` seconds, per round; median and, over rounds, min–max."""
+    ratios = [scaled_seconds([s], epochs) / scaled_seconds([f], epochs)
+              for s, f in zip(slow, fast, strict=True)]
+    text = f"{_common.median(ratios):.3g}×"
+    if len(ratios) > 1:
+        text += f" (per round {min(ratios):.3g}–{max(ratios):.3g})"
+    return text
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -227,37 +245,43 @@ def main(argv: list[str] | None = None) -> None:
     _common.print_machine_report(machine)
     _, _, source = load_train_set(args)
     print(f"{'data'.ljust(21)} : {source}")
-    print(f"{'timing'.ljust(21)} : one untimed warm-up run, then timed runs from a fresh "
-          "model each; median reported\n", flush=True)
+    print(f"{'timing'.ljust(21)} : per row and round one untimed warm-up run, then timed runs "
+          f"from a fresh model each; {args.rounds} round(s); median reported\n", flush=True)
 
     impls = [i for i, skip in (("cnnx", args.no_cnnx), ("torch", args.no_torch),
                                ("loop", args.no_loop)) if not skip]
-    results = [_common.run_worker(SCRIPT, worker_args(args, impl), impl, {"impl": impl})
-               for impl in impls]
+    runs: dict[str, list[dict[str, Any]]] = {i: [] for i in impls}
+    for k in range(args.rounds):
+        for impl in _common.round_order(impls, k):
+            result = _common.run_worker(SCRIPT, worker_args(args, impl),
+                                        f"round {k + 1}/{args.rounds}: {impl}",
+                                        {"impl": impl}, args.wait_idle)
+            runs[impl].append({**result, "round": k + 1})
+    flat = [x for group in runs.values() for x in group]
 
     print(_common.format_table(
-        ["impl", "device", "threads", f"s per {args.epochs}-epoch run (median)", "measured",
-         "ms/epoch min–max", "final loss", "warm-up epochs",
-         "other procs' load (cores)"],
-        [result_row(r, args.epochs) for r in results]))
-    _common.print_notes(results, lambda r: r["impl"])
-    _common.print_load_warnings(results, lambda r: r["impl"])
+        ["impl", "device", "threads", f"s per {args.epochs}-epoch run (median)",
+         "rounds × runs × epochs", "ms/epoch min–max", "final loss", "warm-up epochs",
+         "other procs' load (cores, max)"],
+        [result_row(group, args.epochs) for group in runs.values()]))
+    label = lambda r: f"{r['impl']} round {r['round']}"  # noqa: E731
+    _common.print_notes(flat, label)
+    _common.print_load_warnings(flat, label)
 
-    ok = {r["impl"]: r for r in results if r["status"] == "ok"}
+    ok = {i: group for i, group in runs.items()
+          if all(x["status"] == "ok" for x in group)}
     if "cnnx" in ok:
-        cnnx_s = scaled_seconds(ok["cnnx"], args.epochs)
         print("\nspeed-up of cnnx (other's seconds / cnnx seconds; above 1 = cnnx faster):")
         for other in ("torch", "loop"):
             if other in ok:
-                print(f"- cnnx vs {other}: {scaled_seconds(ok[other], args.epochs) / cnnx_s:.3g}×")
+                print(f"- cnnx vs {other}: {speedup(ok[other], ok['cnnx'], args.epochs)}")
     elif ok:
         print("\nno cnnx result, so no cnnx ratios")
     if "torch" in ok and "loop" in ok:
-        ratio = scaled_seconds(ok["loop"], args.epochs) / scaled_seconds(ok["torch"], args.epochs)
-        print(f"- for reference, torch vs loop: {ratio:.3g}×")
+        print(f"- for reference, torch vs loop: {speedup(ok['loop'], ok['torch'], args.epochs)}")
     print(f"\nload average at end: {_common.load_average()}")
     if args.json:
-        _common.write_json_atomically(args.json, {"machine": dict(machine), "results": results})
+        _common.write_json_atomically(args.json, {"machine": dict(machine), "results": flat})
         print(f"raw results written to {args.json}")
 
 

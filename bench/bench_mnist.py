@@ -50,9 +50,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         f"(default: {_common.DEFAULT_MNIST_ROOT})")
     p.add_argument("--seed", type=int, default=0, help="model init and shuffling seed")
     p.add_argument("--json", metavar="PATH", help="also write the raw results as JSON here")
+    _common.add_common_options(p)
     p.add_argument("--worker", choices=["cnnx", "torch"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    for name in ("epochs", "samples", "threads"):
+    for name in ("epochs", "samples", "threads", "rounds"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.warmup < 0:
@@ -137,42 +138,51 @@ def fmt(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
-def result_row(r: dict[str, Any]) -> list[str]:
-    if r["status"] != "ok":
-        return [r["impl"], "-", str(r["batch"]), "-", f"{r['status']} (see notes)",
-                "", "", "", "", "", ""]
-    sps = r["samples_per_s"]
+def result_row(runs: list[dict[str, Any]]) -> list[str]:
+    """One table row from the runs (one per round) of an (implementation, batch size) pair."""
+    r = runs[0]
+    failed = [x for x in runs if x["status"] != "ok"]
+    if failed:
+        return [r["impl"], "-", str(r["batch"]), "-", f"{failed[0]['status']} (see notes)",
+                "", "", "", "", "", "", ""]
+    sps = [v for x in runs for v in x["samples_per_s"]]
+    seconds = [v for x in runs for v in x["epoch_seconds"]]
     threads = f"blas {r['blas_threads']}"
     if "torch_threads" in r:
         threads += f", torch {r['torch_threads']}"
-    growth = None
-    if r["rss_before_training_mib"] is not None:
-        growth = r["peak_rss_mib"] - r["rss_before_training_mib"]
+    growth = [x["peak_rss_mib"] - x["rss_before_training_mib"] for x in runs
+              if x["rss_before_training_mib"] is not None]
+    loads = [x["other_processes_cores"] for x in runs if x["other_processes_cores"] is not None]
     return [
         r["impl"], r["device"], str(r["batch"]), threads,
         fmt(_common.median(sps), 0),
         f"{min(sps):,.0f}–{max(sps):,.0f}",
-        fmt(_common.median(r["epoch_seconds"]), 3),
-        fmt(r["peak_rss_mib"]),
-        fmt(growth),
-        f"{r['last_batch_loss'][-1]:.4f}",
-        fmt(r["other_processes_cores"], 2),
+        f"{len(runs)} × {len(r['epoch_seconds'])}",
+        fmt(_common.median(seconds), 3),
+        fmt(max(x["peak_rss_mib"] for x in runs)),
+        fmt(max(growth) if growth else None),
+        f"{runs[-1]['last_batch_loss'][-1]:.4f}",
+        fmt(max(loads) if loads else None, 2),
     ]
 
 
-def ratio_rows(results: list[dict[str, Any]], batch_sizes: list[int]) -> list[list[str]]:
-    rows = []
-    for b in batch_sizes:
-        by_impl = {r["impl"]: r for r in results if r["batch"] == b and r["status"] == "ok"}
-        c, t = by_impl.get("cnnx"), by_impl.get("torch")
-        if c is None or t is None:
-            missing = [k for k in ("cnnx", "torch") if k not in by_impl]
-            rows.append([str(b), "n/a", "n/a", f"n/a (no {' / '.join(missing)} result)", "n/a"])
-            continue
-        cs, ts = _common.median(c["samples_per_s"]), _common.median(t["samples_per_s"])
-        rows.append([str(b), fmt(cs, 0), fmt(ts, 0), f"{cs / ts:.2f}×",
-                     f"{c['peak_rss_mib'] / t['peak_rss_mib']:.2f}×"])
-    return rows
+def ratio_row(
+    cnnx_runs: list[dict[str, Any]], torch_runs: list[dict[str, Any]], batch: int
+) -> list[str]:
+    """Speed and memory ratios of one batch size; the speed ratio is taken per round."""
+    runs = cnnx_runs + torch_runs
+    if not cnnx_runs or not torch_runs or any(x["status"] != "ok" for x in runs):
+        return [str(batch), "n/a", "n/a", "n/a (a row has no result)", "", "n/a"]
+    per_round = [_common.median(c["samples_per_s"]) / _common.median(t["samples_per_s"])
+                 for c, t in zip(cnnx_runs, torch_runs, strict=True)]
+    cs = _common.median([v for x in cnnx_runs for v in x["samples_per_s"]])
+    ts = _common.median([v for x in torch_runs for v in x["samples_per_s"]])
+    spread = (f"{min(per_round):.2f}–{max(per_round):.2f}" if len(per_round) > 1
+              else "(1 round)")
+    peak = (max(x["peak_rss_mib"] for x in cnnx_runs)
+            / max(x["peak_rss_mib"] for x in torch_runs))
+    return [str(batch), fmt(cs, 0), fmt(ts, 0), f"{_common.median(per_round):.2f}×", spread,
+            f"{peak:.2f}×"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -189,34 +199,41 @@ def main(argv: list[str] | None = None) -> None:
     _, _, source = load_data(args)
     print(f"{'data'.ljust(21)} : {source}; {args.samples} images/epoch, "
           "last partial batch dropped")
-    print(f"{'timing'.ljust(21)} : {args.warmup} warm-up + {args.epochs} timed epochs per row; "
-          "median reported")
+    print(f"{'timing'.ljust(21)} : per row and round {args.warmup} warm-up + {args.epochs} "
+          f"timed epochs, {args.rounds} round(s); median of all timed epochs reported")
     print(f"{'memory'.ljust(21)} : peak RSS of the row's own worker process "
           "(resource.getrusage ru_maxrss)\n", flush=True)
 
     impls = [i for i, skip in (("cnnx", args.no_cnnx), ("torch", args.no_torch)) if not skip]
-    results = []
-    for b in args.batch_sizes:
-        for impl in impls:
-            results.append(_common.run_worker(SCRIPT, worker_args(args, impl, b),
-                                              f"{impl} batch {b}", {"impl": impl, "batch": b}))
+    runs: dict[tuple[str, int], list[dict[str, Any]]] = {
+        (i, b): [] for b in args.batch_sizes for i in impls}
+    for k in range(args.rounds):
+        for b in args.batch_sizes:
+            for impl in _common.round_order(impls, k):
+                result = _common.run_worker(
+                    SCRIPT, worker_args(args, impl, b),
+                    f"round {k + 1}/{args.rounds}: {impl} batch {b}",
+                    {"impl": impl, "batch": b}, args.wait_idle)
+                runs[(impl, b)].append({**result, "round": k + 1})
+    flat = [x for group in runs.values() for x in group]
 
     print(_common.format_table(
         ["impl", "device", "batch", "threads", "samples/s (median)", "samples/s min–max",
-         "s/epoch (median)", "peak RSS MiB", "RSS growth in training MiB",
-         "last-batch loss", "other procs' load (cores)"],
-        [result_row(r) for r in results]))
-    _common.print_notes(results, lambda r: f"{r['impl']} batch {r['batch']}")
-    _common.print_load_warnings(results, lambda r: f"{r['impl']} batch {r['batch']}")
+         "rounds × epochs", "s/epoch (median)", "peak RSS MiB", "RSS growth in training MiB",
+         "last-batch loss", "other procs' load (cores, max)"],
+        [result_row(group) for group in runs.values()]))
+    label = lambda r: f"{r['impl']} batch {r['batch']} round {r['round']}"  # noqa: E731
+    _common.print_notes(flat, label)
+    _common.print_load_warnings(flat, label)
     if impls == ["cnnx", "torch"]:
         print("\ncnnx / torch (above 1 means cnnx trains faster or uses more memory):\n")
         print(_common.format_table(
             ["batch", "cnnx samples/s", "torch samples/s", "cnnx / torch speed",
-             "cnnx / torch peak RSS"],
-            ratio_rows(results, args.batch_sizes)))
+             "per-round min–max", "cnnx / torch peak RSS"],
+            [ratio_row(runs[("cnnx", b)], runs[("torch", b)], b) for b in args.batch_sizes]))
     print(f"\nload average at end: {_common.load_average()}")
     if args.json:
-        _common.write_json_atomically(args.json, {"machine": dict(machine), "results": results})
+        _common.write_json_atomically(args.json, {"machine": dict(machine), "results": flat})
         print(f"raw results written to {args.json}")
 
 
