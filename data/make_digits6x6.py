@@ -7,9 +7,13 @@ the way a pen draws it: a few strokes (polylines and Bézier curves) in a unit b
 placed on the 6×6 grid with a random shift, size, slant and small rotation, rendered
 by 8×8 supersampling (so partly covered pixels get grey levels), then given a
 per-stroke pen pressure, sometimes a break in a stroke, grey-level noise and sometimes
-a stray pixel. A fixed fraction of each class is drawn in a deliberately ambiguous
-style (a '1' with a long hook and a foot looks like a '2', a narrow '2' like a '1', a
-'3' whose lower bowl ends in a flat foot like a '2').
+a stray pixel. ``HARD_FRACTION`` of each class can be drawn in a deliberately
+ambiguous style (a '1' with a long hook and a foot looks like a '2', a narrow '2' like
+a '1', a '3' whose lower bowl ends in a flat foot like a '2'); the shipped data uses
+none, because even a few cost SimpleCNN + Adam more than report 000 saw.
+
+The knob values were calibrated with ``data/calibrate_digits6x6.py`` so that report
+000's Table 5 protocol shows its qualitative findings (see ``data/README.md``).
 
 The output depends only on the knobs below and the seed (one ``numpy.random.Generator``
 drives everything); running the script again writes byte-identical files with the same
@@ -40,18 +44,18 @@ DEFAULT_WORKBOOK = REPO_ROOT / "cnnx" / "datasets" / "digits6x6.xlsx"
 DEFAULT_PICTURE = REPO_ROOT / "docs" / "digits6x6.png"
 
 # ------------------------------------------------------------------ difficulty knobs
-SEED = 6  # the one seed behind every random choice
+SEED = 5  # the one seed behind every random choice
 N_PER_CLASS = 32  # samples of each digit; 3 * 32 = 96 as in the course file
-JITTER_PX = 0.1  # std-dev of the digit centre's shift, in pixels
+JITTER_PX = 0.05  # std-dev of the digit centre's shift, in pixels
 SIZE_RANGE = (0.9, 1.0)  # digit height as a fraction of the 6-pixel grid
-SLANT_STD = 0.06  # std-dev of the shear (x shift per unit of height)
-ROTATION_STD_DEG = 2.0  # std-dev of an extra rotation, degrees
+SLANT_STD = 0.03  # std-dev of the shear (x shift per unit of height)
+ROTATION_STD_DEG = 1.0  # std-dev of an extra rotation, degrees
 HALF_WIDTH_RANGE = (0.33, 0.55)  # stroke half-width, pixels (pen thickness)
-PRESSURE_RANGE = (0.65, 1.0)  # ink density of each stroke, fraction of full ink
+PRESSURE_RANGE = (0.4, 1.0)  # ink density of each stroke, fraction of full ink
 GAP_PROB = 0.2  # chance that a sample has one break in a stroke
-NOISE_STD = 0.06  # std-dev of grey-level noise, fraction of full ink
+NOISE_STD = 0.03  # std-dev of grey-level noise, fraction of full ink
 STRAY_PROB = 0.15  # chance that a sample has one stray pixel
-HARD_FRACTION = 0.0625  # fraction of each class drawn in an ambiguous style
+HARD_FRACTION = 0.0  # fraction of each class drawn in an ambiguous style (0.0625: 2 of 32)
 # -------------------------------------------------------------------------------------
 
 SUPERSAMPLE = 8

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import importlib.util
 import re
@@ -24,6 +25,7 @@ from cnnx.errors import DatasetError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GENERATOR = REPO_ROOT / "data" / "make_digits6x6.py"
+CALIBRATION = REPO_ROOT / "data" / "calibrate_digits6x6.py"
 PICTURE = REPO_ROOT / "docs" / "digits6x6.png"
 
 
@@ -453,6 +455,17 @@ def test_generator_is_deterministic_and_seeded(generator):
     assert [int(a.hard[a.labels == k].sum()) for k in range(3)] == [n_hard] * 3
 
 
+def test_ambiguous_styles_are_drawn_when_asked_for(generator, monkeypatch):
+    # The shipped data has HARD_FRACTION = 0, so switch the knob on to exercise it.
+    monkeypatch.setattr(generator, "HARD_FRACTION", 0.0625)
+    digits = generator.generate()
+    assert [int(digits.hard[digits.labels == k].sum()) for k in range(3)] == [2, 2, 2]
+    for style, hard, label in zip(digits.styles, digits.hard, digits.labels, strict=True):
+        digit = generator.CLASS_DIGITS[label]
+        expected = generator.HARD_STYLES[digit] if hard else dict(generator.STYLES[digit])
+        assert style in expected
+
+
 def test_generated_samples_are_not_all_alike(generator):
     digits = generator.generate()
     flat = digits.pixels.reshape(96, -1)
@@ -460,6 +473,66 @@ def test_generated_samples_are_not_all_alike(generator):
     for k in range(3):
         members = flat[digits.labels == k].astype(np.float64)
         assert members.std(axis=0).mean() > 10  # grey levels vary within a class
+
+
+@pytest.fixture(scope="module")
+def calibration():
+    spec = importlib.util.spec_from_file_location("calibrate_digits6x6", CALIBRATION)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("calibrate_digits6x6", None)
+
+
+def test_calibration_draws_what_the_generator_draws(calibration, generator):
+    X, y = calibration._generated(None, [])
+    digits = generator.generate()
+    assert X.shape == (96, 1, 6, 6) and X.dtype == np.float32 and y.dtype == np.int64
+    np.testing.assert_array_equal(X[:, 0], (digits.pixels / 255).astype(np.float32))
+    np.testing.assert_array_equal(y, digits.labels)
+    # the bundled workbook is what it measures by default, and it is the same data
+    X_bundled, y_bundled = load_digits6x6()
+    np.testing.assert_array_equal(X_bundled, X)
+    np.testing.assert_array_equal(y_bundled, y)
+
+
+def test_calibration_knob_overrides_apply_and_do_not_leak(calibration, generator):
+    noisy, _ = calibration._generated(5, [("NOISE_STD", 0.2)])
+    plain, _ = calibration._generated(5, [])
+    assert not np.array_equal(noisy, plain)
+    # the override lasted one call and never reached the module the other tests use
+    expected = (generator.generate(seed=5).pixels / 255).astype(np.float32)
+    np.testing.assert_array_equal(plain[:, 0], expected)
+    assert generator.NOISE_STD != 0.2
+
+
+def test_calibration_parses_literal_knob_values(calibration):
+    assert calibration._parse_setting("SIZE_RANGE=(0.8, 1.0)") == ("SIZE_RANGE", (0.8, 1.0))
+    assert calibration._parse_setting(" NOISE_STD = 0.05") == ("NOISE_STD", 0.05)
+    with pytest.raises(argparse.ArgumentTypeError, match="KNOB=VALUE"):
+        calibration._parse_setting("NOISE_STD")
+    with pytest.raises(argparse.ArgumentTypeError, match="not a Python literal"):
+        calibration._parse_setting("NOISE_STD=lots")
+
+
+def test_calibration_rejects_an_unknown_knob(calibration):
+    with pytest.raises(SystemExit, match="NO_SUCH_KNOB"):
+        calibration.main(["--set", "NO_SUCH_KNOB=1", "--epochs", "1"])
+
+
+def test_calibration_table_has_every_configuration_and_seed(calibration, capsys):
+    assert calibration.main(["--epochs", "1"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 + len(calibration.CONFIGS)
+    for line, config in zip(lines[1:], calibration.CONFIGS, strict=True):
+        fields = line.split()
+        assert fields[0] == config
+        accuracies = [float(f) for f in fields[1:11]]
+        # 18 validation samples: every accuracy is a whole number of eighteenths
+        assert all(abs(a * 18 - round(a * 18)) < 0.01 for a in accuracies)
+        assert fields[12] == "±"
+        assert float(fields[11]) == pytest.approx(np.mean(accuracies), abs=6e-4)
 
 
 def test_picture_shows_the_bundled_digits(generator):

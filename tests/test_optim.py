@@ -178,3 +178,35 @@ def test_lr_can_be_changed_between_steps():
     assert math.isclose(opt.state_dict()["hyper"]["lr"], 0.5)
     with pytest.raises(ValueError, match="lr must be > 0"):
         opt.lr = 0
+
+
+def test_parameters_share_one_flat_buffer_and_updates_reach_them():
+    model = nn.Sequential(nn.Linear(3, 2, rng=0), nn.ReLU(), nn.Linear(2, 1, rng=1))
+    opt = optim.SGD(model.parameters(), lr=0.5)
+    datas = [p.data for p in model.parameters()]
+    assert datas[0].base is not None and all(d.base is datas[0].base for d in datas[1:])
+    before = [d.copy() for d in datas]
+    for p in model.parameters():
+        p.grad += 1.0
+    opt.step()
+    for p, old in zip(model.parameters(), before, strict=True):
+        np.testing.assert_allclose(p.data, old - 0.5)
+
+
+def test_replacing_parameter_arrays_after_building_the_optimizer_is_handled():
+    model = nn.Sequential(nn.Linear(3, 2, rng=0))
+    opt = optim.Adam(model.parameters(), lr=0.1)
+    for p in model.parameters():
+        p.grad += 1.0
+    opt.step()
+    m_before = {k: v["m"].copy() for k, v in opt.state.items()}
+    model.to(dtype=np.float64)  # replaces every data and grad array
+    model[0].weight.data[...] = 0.0
+    for p in model.parameters():
+        p.grad[...] = 1.0
+    opt.step()
+    assert model[0].weight.data.dtype == np.float64
+    # The step used the new arrays (weights were zeroed) and kept Adam's moments.
+    expected_m = 0.9 * m_before["0.weight"] + 0.1 * 1.0
+    np.testing.assert_allclose(opt.state["0.weight"]["m"], expected_m, rtol=1e-6)
+    assert np.all(model[0].weight.data < 0)

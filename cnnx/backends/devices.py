@@ -160,7 +160,7 @@ def _cuda_device(found: _cupy.GpuProbe, index: int) -> Device:
 
 
 def _module_of(a: Any) -> ModuleType | None:
-    if isinstance(a, np.ndarray | np.generic):
+    if type(a) is np.ndarray or isinstance(a, np.ndarray | np.generic):
         return np
     cp = _cupy.loaded_cupy()
     if cp is not None and isinstance(a, cp.ndarray):
@@ -184,6 +184,8 @@ def get_array_module(*arrays: Any) -> ModuleType:
         TypeError: NumPy and CuPy arrays are mixed; the message says which
             argument lives where.
     """
+    if len(arrays) == 1 and type(arrays[0]) is np.ndarray:
+        return np  # the common case, on every layer call: skip the general loop
     first: tuple[int, ModuleType, Any] | None = None
     for i, a in enumerate(arrays):
         mod = _module_of(a)

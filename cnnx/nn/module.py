@@ -78,7 +78,8 @@ class Module:
     # -- registration -------------------------------------------------------------
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if "_parameters" not in self.__dict__:
+        registry = self.__dict__
+        if "_parameters" not in registry:
             raise AttributeError(
                 f"{type(self).__name__}.__init__ must call super().__init__() before "
                 f"assigning attribute {name!r}"
@@ -86,15 +87,15 @@ class Module:
         if isinstance(value, Parameter):
             if not value.name:
                 value.name = name
-            self._parameters[name] = value
+            registry["_parameters"][name] = value
         elif isinstance(value, Module):
-            self._modules[name] = value
-        elif name in self._buffers:
-            self._buffers[name] = value
-        else:
-            self._parameters.pop(name, None)
-            self._modules.pop(name, None)
-        object.__setattr__(self, name, value)
+            registry["_modules"][name] = value
+        elif name in registry["_buffers"]:
+            registry["_buffers"][name] = value
+        elif name in registry["_parameters"] or name in registry["_modules"]:
+            registry["_parameters"].pop(name, None)
+            registry["_modules"].pop(name, None)
+        object.__setattr__(self, name, value)  # honours properties defined by subclasses
 
     def register_buffer(self, name: str, array: Any) -> None:
         """Register a non-trainable array (e.g. running statistics) saved in ``state_dict``."""

@@ -64,6 +64,57 @@ def _named(params: Iterable[Any]) -> list[tuple[str, Parameter]]:
     return named
 
 
+class _Group:
+    """Parameters that share a device and dtype, packed into flat buffers.
+
+    Each parameter's ``data`` and ``grad`` become views into one flat array
+    each, and the optimizer's state is one flat array per key, so an update
+    rule runs a handful of array operations per step for the whole model
+    instead of per parameter (for small networks the per-call overhead, not
+    the arithmetic, is what costs).
+    """
+
+    def __init__(self, names: list[str], params: list[Parameter], state: dict[str, dict[str, Any]]):
+        dev = device_of(params[0].data)
+        xp = dev.xp
+        dtype = params[0].data.dtype
+        self.names = names
+        self.params = params
+        self.slices: list[slice] = []
+        start = 0
+        for p in params:
+            self.slices.append(slice(start, start + p.size))
+            start += p.size
+        self.data = xp.empty(start, dtype=dtype)
+        self.grad = xp.empty(start, dtype=dtype)
+        for p, part in zip(params, self.slices, strict=True):
+            self.data[part] = p.data.reshape(-1)
+            self.grad[part] = p.grad.reshape(-1)
+            p.data = self.data[part].reshape(p.shape)
+            p.grad = self.grad[part].reshape(p.shape)
+        self.views = [(p.data, p.grad) for p in params]
+        self.state: dict[str, Any] = {}
+        keys = {k for name in names for k in state.get(name, {})}
+        for key in sorted(keys):
+            flat = xp.zeros(start, dtype=dtype)
+            for name, part in zip(names, self.slices, strict=True):
+                if key in state.get(name, {}):
+                    flat[part] = dev.asarray(state[name][key], dtype=dtype).reshape(-1)
+            self.state[key] = flat
+
+    def intact(self) -> bool:
+        """Whether every parameter still uses the views this group gave it."""
+        return all(
+            p.data is data and p.grad is grad
+            for p, (data, grad) in zip(self.params, self.views, strict=True)
+        )
+
+    def state_of(self, index: int) -> dict[str, Any]:
+        """Views of one parameter's state, shaped like the parameter."""
+        shape = self.params[index].shape
+        return {k: flat[self.slices[index]].reshape(shape) for k, flat in self.state.items()}
+
+
 class Optimizer:
     """Base class: subclasses implement :meth:`update` once, in ``xp`` code.
 
@@ -73,8 +124,13 @@ class Optimizer:
         weight_decay: L2 coefficient (>= 0); the update uses ``g = grad + weight_decay·p``.
         **hyper: the rule's own hyperparameters, validated by the subclass.
 
-    State is created lazily on each parameter's device the first time it is
-    updated, keyed by the parameter's name, so it serialises with the model.
+    The parameters' data and gradients are packed into one flat buffer per
+    device and dtype (each Parameter keeps a view), and :meth:`update` runs once
+    per buffer. If a parameter's arrays are replaced (``Module.to``, or code
+    assigning ``p.data``), the buffers are rebuilt from the current values at
+    the next step. State is created lazily on the parameters' device, and
+    :attr:`state`, :meth:`state_dict` and :meth:`load_state_dict` present it per
+    parameter name, so it serialises with the model.
     """
 
     #: Names of the per-parameter state arrays the rule keeps (created at the first step).
@@ -87,8 +143,32 @@ class Optimizer:
             "weight_decay": check_non_negative("weight_decay", weight_decay),
             **hyper,
         }
-        self.state: dict[str, dict[str, Any]] = {name: {} for name, _ in self.params}
         self.step_count = 0
+        self._groups: list[_Group] = []
+        self._pack({})
+
+    def _pack(self, state: dict[str, dict[str, Any]]) -> None:
+        """(Re)build the flat buffers from the parameters' current arrays and ``state``."""
+        by_key: dict[tuple[Any, Any], list[tuple[str, Parameter]]] = {}
+        for name, p in self.params:
+            by_key.setdefault((device_of(p.data), p.data.dtype), []).append((name, p))
+        self._groups = [
+            _Group([n for n, _ in items], [p for _, p in items], state) for items in by_key.values()
+        ]
+
+    def _packed(self) -> list[_Group]:
+        if not all(group.intact() for group in self._groups):
+            self._pack(self.state)
+        return self._groups
+
+    @property
+    def state(self) -> dict[str, dict[str, Any]]:
+        """Per-parameter state, ``{name: {key: array}}`` (views of the flat buffers)."""
+        out: dict[str, dict[str, Any]] = {}
+        for group in self._groups:
+            for i, name in enumerate(group.names):
+                out[name] = group.state_of(i)
+        return {name: out[name] for name, _ in self.params}
 
     @property
     def lr(self) -> float:
@@ -104,21 +184,25 @@ class Optimizer:
 
     def zero_grad(self) -> None:
         """Clear the gradients of every parameter this optimizer updates."""
-        for _, p in self.params:
-            p.zero_grad()
+        for group in self._packed():
+            group.grad.fill(0)
 
     def step(self) -> None:
         """Apply one update to every parameter, in place."""
         self.step_count += 1
         wd = self.hyper["weight_decay"]
-        for name, p in self.params:
-            g = p.grad
+        for group in self._packed():
+            g = group.grad
             if wd:
-                g = g + wd * p.data
-            self.update(p.data, g, self.state[name])
+                g = g + wd * group.data
+            self.update(group.data, g, group.state)
 
     def update(self, p: Any, g: Any, state: dict[str, Any]) -> None:
-        """Update ``p`` in place from gradient ``g`` (already including weight decay)."""
+        """Update ``p`` in place from gradient ``g`` (already including weight decay).
+
+        ``p``, ``g`` and the arrays in ``state`` are flat buffers holding many
+        parameters; a rule only uses elementwise operations, so it need not know.
+        """
         raise NotImplementedError
 
     @staticmethod
@@ -190,5 +274,5 @@ class Optimizer:
             raise ValueError(f"{type(self).__name__} has no hyperparameters {unknown}")
         hyper.update({k: float(v) for k, v in state.get("hyper", {}).items()})
         self.hyper = hyper
-        self.state = new_state
+        self._pack(new_state)
         self.step_count = step_count

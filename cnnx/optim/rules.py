@@ -21,6 +21,15 @@ from cnnx.backends import get_array_module
 from cnnx.optim.optimizer import Optimizer, check_positive, check_unit_interval
 
 
+def _adaptive_step(p: Any, g: Any, mean_sq: Any, lr: float, eps: float) -> None:
+    """``p -= lr·g / (sqrt(mean_sq) + eps)``, shared by Adagrad and RMSprop."""
+    denom = get_array_module(p).sqrt(mean_sq)
+    denom += eps
+    step = g * lr
+    step /= denom
+    p -= step
+
+
 class SGD(Optimizer):
     """Plain stochastic gradient descent: ``p -= lr·g``."""
 
@@ -92,14 +101,9 @@ class Adagrad(Optimizer):
         super().__init__(params, lr, weight_decay, eps=check_positive("eps", eps))
 
     def update(self, p: Any, g: Any, state: dict[str, Any]) -> None:
-        xp = get_array_module(p)
         r = self._buffer(state, "sum_sq", p)
         r += g * g
-        denom = xp.sqrt(r)
-        denom += self.hyper["eps"]
-        step = g * self.hyper["lr"]
-        step /= denom
-        p -= step
+        _adaptive_step(p, g, r, self.hyper["lr"], self.hyper["eps"])
 
 
 class RMSprop(Optimizer):
@@ -124,16 +128,11 @@ class RMSprop(Optimizer):
         )
 
     def update(self, p: Any, g: Any, state: dict[str, Any]) -> None:
-        xp = get_array_module(p)
         rho = self.hyper["rho"]
         r = self._buffer(state, "mean_sq", p)
         r *= rho
         r += (1.0 - rho) * (g * g)
-        denom = xp.sqrt(r)
-        denom += self.hyper["eps"]
-        step = g * self.hyper["lr"]
-        step /= denom
-        p -= step
+        _adaptive_step(p, g, r, self.hyper["lr"], self.hyper["eps"])
 
 
 class Adam(Optimizer):
