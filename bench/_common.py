@@ -184,6 +184,8 @@ def machine_report(threads: int) -> list[tuple[str, str]]:
         ("threads", f"{threads} requested (BLAS, OpenMP and torch.set_num_threads)"),
         ("thread env", " ".join(f"{k}={v}" for k, v in thread_env().items())),
         ("load average", f"{load_average()} (1/5/15 min, at start)"),
+        ("speed probe", f"{speed_probe_ms():.1f} ms for 10^6 Python additions, at start "
+                        "(lower is faster; see bench/README.md)"),
         ("python", platform.python_version()),
         ("numpy", f"{np.__version__}, built with {numpy_build_blas()}"),
         ("numpy BLAS at runtime", f"{blas['config']}; threads={blas['threads']}"),
@@ -253,6 +255,25 @@ class OtherLoadProbe:
         wall = self._clock() - wall0
         others = (busy1 - busy0) - (self._own_cpu() - own0)
         return max(others, 0.0) / wall if wall > 0 else None
+
+
+def speed_probe_ms() -> float:
+    """Milliseconds a fixed pure-Python loop (1,000,000 additions) takes; median of 3.
+
+    A yardstick for the machine's single-core speed at the moment, printed next to the
+    measurements: on shared or virtual machines it drifts by tens of percent from minute to
+    minute, and every timing drifts with it. Lower is faster.
+    """
+    import time
+
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
 
 
 def median(values: Sequence[float]) -> float:

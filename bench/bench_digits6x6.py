@@ -157,6 +157,7 @@ def worker(args: argparse.Namespace) -> None:
     if warmup:
         run(warmup)
     seconds, losses = [], []
+    probe_before = _common.speed_probe_ms()
     probe = _common.OtherLoadProbe()
     for _ in range(repeats):
         s, loss = run(epochs)
@@ -171,6 +172,7 @@ def worker(args: argparse.Namespace) -> None:
         "run_seconds": seconds,
         "final_loss": losses,
         "other_processes_cores": probe.cores(),
+        "speed_probe_ms": [probe_before, _common.speed_probe_ms()],
         "blas_threads": _common.blas_runtime()["threads"],
         **extra,
     })
@@ -201,7 +203,7 @@ def result_row(runs: list[dict[str, Any]], epochs: int) -> list[str]:
     failed = [x for x in runs if x["status"] != "ok"]
     if failed:
         return [r["impl"], "-", "-", f"{failed[0]['status']} (see notes)",
-                "", "", "", "", ""]
+                "", "", "", "", "", ""]
     threads = f"blas {r['blas_threads']}"
     if "torch_threads" in r:
         threads += f", torch {r['torch_threads']}"
@@ -211,6 +213,7 @@ def result_row(runs: list[dict[str, Any]], epochs: int) -> list[str]:
         measured += f", scaled ×{epochs / r['epochs_per_run']:g}"
     per_epoch_ms = [1e3 * v / r["epochs_per_run"] for x in runs for v in x["run_seconds"]]
     loads = [x["other_processes_cores"] for x in runs if x["other_processes_cores"] is not None]
+    probes = [v for x in runs for v in x["speed_probe_ms"]]
     return [
         r["impl"], r["device"], threads,
         f"{scaled_seconds(runs, epochs):.4g}",
@@ -219,6 +222,7 @@ def result_row(runs: list[dict[str, Any]], epochs: int) -> list[str]:
         f"{runs[-1]['final_loss'][-1]:.5f}",
         str(r["warmup_epochs"]),
         "n/a" if not loads else f"{max(loads):.2f}",
+        f"{min(probes):.0f}–{max(probes):.0f}",
     ]
 
 
@@ -262,7 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     print(_common.format_table(
         ["impl", "device", "threads", f"s per {args.epochs}-epoch run (median)",
          "rounds × runs × epochs", "ms/epoch min–max", "final loss", "warm-up epochs",
-         "other procs' load (cores, max)"],
+         "other procs' load (cores, max)", "speed probe ms"],
         [result_row(group, args.epochs) for group in runs.values()]))
     label = lambda r: f"{r['impl']} round {r['round']}"  # noqa: E731
     _common.print_notes(flat, label)

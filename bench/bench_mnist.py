@@ -97,11 +97,13 @@ def worker(args: argparse.Namespace) -> None:
         return
     X, y, source = load_data(args)
     step, sync, extra = build_step(impl, args)
+    probe_before = _common.speed_probe_ms()
     rss_before = _common.current_rss_mib()
     probe = _common.OtherLoadProbe()
     seconds, losses, per_epoch = _common.time_minibatch_epochs(
         step, sync, X, y, batch, args.warmup + args.epochs, args.seed)
     other_cores = probe.cores()
+    probe_after = _common.speed_probe_ms()
     timed = seconds[args.warmup:]
     _common.emit_result({
         "impl": impl,
@@ -116,6 +118,7 @@ def worker(args: argparse.Namespace) -> None:
         "rss_before_training_mib": rss_before,
         "peak_rss_mib": _common.peak_rss_mib(),
         "other_processes_cores": other_cores,
+        "speed_probe_ms": [probe_before, probe_after],
         "blas_threads": _common.blas_runtime()["threads"],
         **extra,
     })
@@ -138,13 +141,17 @@ def fmt(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
+def probe_range(values: list[float]) -> str:
+    return f"{min(values):.0f}–{max(values):.0f}"
+
+
 def result_row(runs: list[dict[str, Any]]) -> list[str]:
     """One table row from the runs (one per round) of an (implementation, batch size) pair."""
     r = runs[0]
     failed = [x for x in runs if x["status"] != "ok"]
     if failed:
         return [r["impl"], "-", str(r["batch"]), "-", f"{failed[0]['status']} (see notes)",
-                "", "", "", "", "", "", ""]
+                "", "", "", "", "", "", "", ""]
     sps = [v for x in runs for v in x["samples_per_s"]]
     seconds = [v for x in runs for v in x["epoch_seconds"]]
     threads = f"blas {r['blas_threads']}"
@@ -163,6 +170,7 @@ def result_row(runs: list[dict[str, Any]]) -> list[str]:
         fmt(max(growth) if growth else None),
         f"{runs[-1]['last_batch_loss'][-1]:.4f}",
         fmt(max(loads) if loads else None, 2),
+        probe_range([v for x in runs for v in x["speed_probe_ms"]]),
     ]
 
 
@@ -220,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     print(_common.format_table(
         ["impl", "device", "batch", "threads", "samples/s (median)", "samples/s min–max",
          "rounds × epochs", "s/epoch (median)", "peak RSS MiB", "RSS growth in training MiB",
-         "last-batch loss", "other procs' load (cores, max)"],
+         "last-batch loss", "other procs' load (cores, max)", "speed probe ms"],
         [result_row(group) for group in runs.values()]))
     label = lambda r: f"{r['impl']} batch {r['batch']} round {r['round']}"  # noqa: E731
     _common.print_notes(flat, label)
