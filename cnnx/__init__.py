@@ -6,7 +6,7 @@ model = cnnx.nn.Sequential(cnnx.nn.Conv2D(1, 8, 3, rng=0), cnnx.nn.ReLU(), ...)
 opt = cnnx.optim.Adam(model.named_parameters(), lr=1e-3)
 """
 
-from cnnx import datasets, models, nn, optim
+from cnnx import datasets, experiment, models, nn, optim
 from cnnx._version import __version__
 from cnnx.backends import Device, device, get_array_module
 from cnnx.errors import (
@@ -33,6 +33,7 @@ __all__ = [
     "datasets",
     "device",
     "evaluate",
+    "experiment",
     "fit",
     "get_array_module",
     "gradcheck",

@@ -103,3 +103,28 @@ def test_other_sizes():
 def test_arguments_are_checked(kwargs, error, name):
     with pytest.raises(error, match=name):
         make_patterns(**kwargs)
+
+
+def test_classes_are_balanced_for_any_size_and_seed():
+    for n_per_class, seed in [(1, 0), (7, 3), (24, 11)]:
+        _, y = make_patterns(n_per_class=n_per_class, seed=seed)
+        assert np.bincount(y, minlength=3).tolist() == [n_per_class] * 3
+
+
+def test_same_arguments_give_the_same_bytes_every_time():
+    first = make_patterns(n_per_class=24, noise=0.05, max_shift=1, seed=0)
+    for _ in range(2):
+        again = make_patterns(n_per_class=24, noise=0.05, max_shift=1, seed=0)
+        assert first[0].tobytes() == again[0].tobytes()
+        assert first[1].tobytes() == again[1].tobytes()
+
+
+def test_toy_preset_split_is_14_train_and_10_test_per_class_for_every_seed():
+    from cnnx.datasets import stratified_split
+    from cnnx.experiment.grid import TOY_PATTERNS, TOY_VAL_FRACTION
+
+    _, y = make_patterns(**TOY_PATTERNS)
+    for seed in range(5):
+        train_idx, test_idx = stratified_split(y, TOY_VAL_FRACTION, seed=seed)
+        assert np.bincount(y[train_idx]).tolist() == [14, 14, 14]
+        assert np.bincount(y[test_idx]).tolist() == [10, 10, 10]

@@ -15,6 +15,7 @@ import click
 from cnnx._version import __version__
 from cnnx.cli.checkpoints import evaluate, predict
 from cnnx.cli.devices import devices
+from cnnx.cli.experiment import experiment
 from cnnx.cli.summary import summary
 from cnnx.cli.train import train
 from cnnx.errors import CnnxError
@@ -58,6 +59,7 @@ def main() -> None:
 
 
 main.add_command(train)
+main.add_command(experiment)
 main.add_command(evaluate)
 main.add_command(predict)
 main.add_command(summary)
