@@ -1,0 +1,1 @@
+"""Reference implementations the cnnx benchmarks compare against (torch, naive loops)."""
