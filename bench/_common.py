@@ -100,8 +100,12 @@ def blas_runtime() -> dict[str, Any]:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for prefix, suffix in (("scipy_openblas", "64_"), ("scipy_openblas", ""),
-                               ("openblas", "64_"), ("openblas", "")):
+        for prefix, suffix in (
+            ("scipy_openblas", "64_"),
+            ("scipy_openblas", ""),
+            ("openblas", "64_"),
+            ("openblas", ""),
+        ):
             get_threads = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
             get_config = getattr(lib, f"{prefix}_get_config{suffix}", None)
             if get_threads is None:
@@ -184,8 +188,11 @@ def machine_report(threads: int) -> list[tuple[str, str]]:
         ("threads", f"{threads} requested (BLAS, OpenMP and torch.set_num_threads)"),
         ("thread env", " ".join(f"{k}={v}" for k, v in thread_env().items())),
         ("load average", f"{load_average()} (1/5/15 min, at start)"),
-        ("speed probe", f"{speed_probe_ms():.1f} ms for 10^6 Python additions, at start "
-                        "(lower is faster; see bench/README.md)"),
+        (
+            "speed probe",
+            f"{speed_probe_ms():.1f} ms for 10^6 Python additions, at start "
+            "(lower is faster; see bench/README.md)",
+        ),
         ("python", platform.python_version()),
         ("numpy", f"{np.__version__}, built with {numpy_build_blas()}"),
         ("numpy BLAS at runtime", f"{blas['config']}; threads={blas['threads']}"),
@@ -302,7 +309,7 @@ def _read_idx(path: Path, magic: int, ndim: int) -> Any:
     found = int.from_bytes(raw[:4], "big")
     if found != magic:
         raise SystemExit(f"error: {path} has IDX magic {found:#010x}, expected {magic:#010x}")
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     count = 1
     for d in dims:
         count *= d
@@ -402,7 +409,7 @@ def time_minibatch_epochs(
         loss = None
         t0 = time.perf_counter()
         for s in range(steps):
-            idx = perm[s * batch_size: (s + 1) * batch_size]
+            idx = perm[s * batch_size : (s + 1) * batch_size]
             loss = step(X[idx], y[idx])
         sync()
         seconds.append(time.perf_counter() - t0)
@@ -515,7 +522,10 @@ def wait_for_idle(max_wait_s: float, threshold_cores: float = 0.1, window_s: flo
 
 
 def run_worker(
-    script: str, args: Sequence[str], label: str, identity: dict[str, Any],
+    script: str,
+    args: Sequence[str],
+    label: str,
+    identity: dict[str, Any],
     wait_idle_s: float = 0.0,
 ) -> dict[str, Any]:
     """Run ``python script args...`` in a fresh process and return its result dict.
@@ -532,11 +542,10 @@ def run_worker(
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX):])
+            return json.loads(line[len(RESULT_PREFIX) :])
     tail = (proc.stderr.strip().splitlines() or ["(no stderr)"])[-1]
     sys.stderr.write(proc.stderr)
-    return {**identity, "status": "error",
-            "reason": f"worker exited {proc.returncode}: {tail}"}
+    return {**identity, "status": "error", "reason": f"worker exited {proc.returncode}: {tail}"}
 
 
 def round_order(impls: Sequence[str], round_index: int) -> list[str]:
@@ -547,13 +556,22 @@ def round_order(impls: Sequence[str], round_index: int) -> list[str]:
 
 def add_common_options(p: Any) -> None:
     """The --rounds and --wait-idle options both scripts share."""
-    p.add_argument("--rounds", type=int, default=1,
-                   help="run every row this many times, alternating the order of the "
-                        "implementations; timings are pooled, ratios taken per round "
-                        "(default: 1)")
-    p.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
-                   help="before each worker, wait up to SECONDS for other processes to use "
-                        "under 0.1 cores (for shared machines; default: 0, no waiting)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every row this many times, alternating the order of the "
+        "implementations; timings are pooled, ratios taken per round "
+        "(default: 1)",
+    )
+    p.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each worker, wait up to SECONDS for other processes to use "
+        "under 0.1 cores (for shared machines; default: 0, no waiting)",
+    )
 
 
 # --------------------------------------------------------------------------- printing
@@ -601,8 +619,10 @@ def print_load_warnings(
     for r in results:
         cores = r.get("other_processes_cores")
         if cores is not None and cores > NOISY_OTHER_LOAD_CORES:
-            print(f"WARNING: other processes kept {cores:.2f} cores busy during {label(r)}; "
-                  "its numbers are not a clean measurement, re-run on an idle machine")
+            print(
+                f"WARNING: other processes kept {cores:.2f} cores busy during {label(r)}; "
+                "its numbers are not a clean measurement, re-run on an idle machine"
+            )
 
 
 def print_machine_report(lines: list[tuple[str, str]]) -> None:

@@ -30,29 +30,53 @@ TRAIN_SHAPE = (77, 1, 6, 6)
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--epochs", type=int, default=300,
-                   help="epochs per run for cnnx and torch (default: 300)")
-    p.add_argument("--repeats", type=int, default=5,
-                   help="timed runs for cnnx and torch; the median is reported (default: 5)")
-    p.add_argument("--loop-epochs", type=int, default=100,
-                   help="epochs per run of the loop version, scaled up to --epochs in the "
-                        "table (default: 100)")
-    p.add_argument("--loop-repeats", type=int, default=3,
-                   help="timed runs of the loop version (default: 3)")
-    p.add_argument("--warmup-epochs", type=int, default=30,
-                   help="one untimed run of this many epochs before the timed runs "
-                        "(default: 30; the loop version uses min(this, --loop-epochs))")
-    p.add_argument("--threads", type=int, default=_common.available_cores(),
-                   help="BLAS/OpenMP/torch threads (default: usable cores, here "
-                        f"{_common.available_cores()})")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
-                   help="device for cnnx; torch and the loops run on the CPU (default: cpu)")
+    p.add_argument(
+        "--epochs", type=int, default=300, help="epochs per run for cnnx and torch (default: 300)"
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=5,
+        help="timed runs for cnnx and torch; the median is reported (default: 5)",
+    )
+    p.add_argument(
+        "--loop-epochs",
+        type=int,
+        default=100,
+        help="epochs per run of the loop version, scaled up to --epochs in the "
+        "table (default: 100)",
+    )
+    p.add_argument(
+        "--loop-repeats", type=int, default=3, help="timed runs of the loop version (default: 3)"
+    )
+    p.add_argument(
+        "--warmup-epochs",
+        type=int,
+        default=30,
+        help="one untimed run of this many epochs before the timed runs "
+        "(default: 30; the loop version uses min(this, --loop-epochs))",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=_common.available_cores(),
+        help=f"BLAS/OpenMP/torch threads (default: usable cores, here {_common.available_cores()})",
+    )
+    p.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        default="cpu",
+        help="device for cnnx; torch and the loops run on the CPU (default: cpu)",
+    )
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch row")
     p.add_argument("--no-loop", action="store_true", help="skip the loop-version row")
     p.add_argument("--no-cnnx", action="store_true", help="skip the cnnx row")
-    p.add_argument("--synthetic", action="store_true",
-                   help="use random (77, 1, 6, 6) data with labels in {0, 1, 2} instead of "
-                        "cnnx.datasets.load_digits6x6")
+    p.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="use random (77, 1, 6, 6) data with labels in {0, 1, 2} instead of "
+        "cnnx.datasets.load_digits6x6",
+    )
     p.add_argument("--seed", type=int, default=0, help="model init and data seed")
     p.add_argument("--json", metavar="PATH", help="also write the raw results as JSON here")
     _common.add_common_options(p)
@@ -87,9 +111,15 @@ def load_train_set(args: argparse.Namespace) -> tuple[Any, Any, str]:
             X_all, y_all = load_digits6x6()
             train_idx, _ = stratified_split(y_all, val_fraction=0.2, seed=args.seed)
             X, y = X_all[train_idx], y_all[train_idx]
-            return X, y, (f"cnnx.datasets.load_digits6x6() (bundled workbook), training part "
-                          f"of stratified_split(val_fraction=0.2, seed={args.seed}): "
-                          f"X {X.shape} {X.dtype}, y {y.shape} {y.dtype}")
+            return (
+                X,
+                y,
+                (
+                    f"cnnx.datasets.load_digits6x6() (bundled workbook), training part "
+                    f"of stratified_split(val_fraction=0.2, seed={args.seed}): "
+                    f"X {X.shape} {X.dtype}, y {y.shape} {y.dtype}"
+                ),
+            )
     rng = np.random.default_rng(args.seed)
     X = rng.random(TRAIN_SHAPE, dtype=np.float32)
     y = rng.integers(0, 3, size=TRAIN_SHAPE[0], dtype=np.int64)
@@ -102,11 +132,14 @@ def load_train_set(args: argparse.Namespace) -> tuple[Any, Any, str]:
 def build_run(impl: str, args: argparse.Namespace, X: Any, y: Any):
     """A function ``run(epochs) -> (seconds, final loss)`` that trains a fresh model."""
     if impl == "cnnx":
+
         def run(epochs: int) -> tuple[float, float]:
             step, sync, dev = _common.make_cnnx_trainer(
-                "simple_cnn", args.device, args.seed, LR, BETA1, BETA2)
+                "simple_cnn", args.device, args.seed, LR, BETA1, BETA2
+            )
             xb, yb = dev.asarray(X), dev.asarray(y)  # full batch moved once, as in training
             return timed_epochs(step, sync, xb, yb, epochs)
+
         return run, {"device": args.device}
 
     if impl == "torch":
@@ -118,6 +151,7 @@ def build_run(impl: str, args: argparse.Namespace, X: Any, y: Any):
         def run(epochs: int) -> tuple[float, float]:
             step = make_torch_trainer(build_simple_cnn(args.seed), LR, BETA1, BETA2)
             return timed_epochs(step, lambda: None, X, y, epochs)
+
         return run, {"device": "cpu", "torch_threads": torch.get_num_threads()}
 
     from baselines.loop_cnn import make_loop_trainer
@@ -125,6 +159,7 @@ def build_run(impl: str, args: argparse.Namespace, X: Any, y: Any):
     def run(epochs: int) -> tuple[float, float]:
         step = make_loop_trainer(args.seed, LR, BETA1, BETA2)
         return timed_epochs(step, lambda: None, X, y, epochs)
+
     return run, {"device": "cpu"}
 
 
@@ -151,8 +186,9 @@ def worker(args: argparse.Namespace) -> None:
         return
     X, y, source = load_train_set(args)
     run, extra = build_run(impl, args, X, y)
-    epochs, repeats = (args.loop_epochs, args.loop_repeats) if impl == "loop" else (
-        args.epochs, args.repeats)
+    epochs, repeats = (
+        (args.loop_epochs, args.loop_repeats) if impl == "loop" else (args.epochs, args.repeats)
+    )
     warmup = min(args.warmup_epochs, epochs)
     if warmup:
         run(warmup)
@@ -163,29 +199,47 @@ def worker(args: argparse.Namespace) -> None:
         s, loss = run(epochs)
         seconds.append(s)
         losses.append(loss)
-    _common.emit_result({
-        "impl": impl,
-        "status": "ok",
-        "data": source,
-        "epochs_per_run": epochs,
-        "warmup_epochs": warmup,
-        "run_seconds": seconds,
-        "final_loss": losses,
-        "other_processes_cores": probe.cores(),
-        "speed_probe_ms": [probe_before, _common.speed_probe_ms()],
-        "blas_threads": _common.blas_runtime()["threads"],
-        **extra,
-    })
+    _common.emit_result(
+        {
+            "impl": impl,
+            "status": "ok",
+            "data": source,
+            "epochs_per_run": epochs,
+            "warmup_epochs": warmup,
+            "run_seconds": seconds,
+            "final_loss": losses,
+            "other_processes_cores": probe.cores(),
+            "speed_probe_ms": [probe_before, _common.speed_probe_ms()],
+            "blas_threads": _common.blas_runtime()["threads"],
+            **extra,
+        }
+    )
 
 
 # --------------------------------------------------------------------------- parent side
 
 
 def worker_args(args: argparse.Namespace, impl: str) -> list[str]:
-    out = ["--worker", impl, "--epochs", str(args.epochs), "--repeats", str(args.repeats),
-           "--loop-epochs", str(args.loop_epochs), "--loop-repeats", str(args.loop_repeats),
-           "--warmup-epochs", str(args.warmup_epochs), "--threads", str(args.threads),
-           "--device", args.device, "--seed", str(args.seed)]
+    out = [
+        "--worker",
+        impl,
+        "--epochs",
+        str(args.epochs),
+        "--repeats",
+        str(args.repeats),
+        "--loop-epochs",
+        str(args.loop_epochs),
+        "--loop-repeats",
+        str(args.loop_repeats),
+        "--warmup-epochs",
+        str(args.warmup_epochs),
+        "--threads",
+        str(args.threads),
+        "--device",
+        args.device,
+        "--seed",
+        str(args.seed),
+    ]
     if args.synthetic:
         out.append("--synthetic")
     return out
@@ -202,8 +256,7 @@ def result_row(runs: list[dict[str, Any]], epochs: int) -> list[str]:
     r = runs[0]
     failed = [x for x in runs if x["status"] != "ok"]
     if failed:
-        return [r["impl"], "-", "-", f"{failed[0]['status']} (see notes)",
-                "", "", "", "", "", ""]
+        return [r["impl"], "-", "-", f"{failed[0]['status']} (see notes)", "", "", "", "", "", ""]
     threads = f"blas {r['blas_threads']}"
     if "torch_threads" in r:
         threads += f", torch {r['torch_threads']}"
@@ -215,7 +268,9 @@ def result_row(runs: list[dict[str, Any]], epochs: int) -> list[str]:
     loads = [x["other_processes_cores"] for x in runs if x["other_processes_cores"] is not None]
     probes = [v for x in runs for v in x["speed_probe_ms"]]
     return [
-        r["impl"], r["device"], threads,
+        r["impl"],
+        r["device"],
+        threads,
         f"{scaled_seconds(runs, epochs):.4g}",
         measured,
         f"{min(per_epoch_ms):.4g}–{max(per_epoch_ms):.4g}",
@@ -228,8 +283,10 @@ def result_row(runs: list[dict[str, Any]], epochs: int) -> list[str]:
 
 def speedup(slow: list[dict[str, Any]], fast: list[dict[str, Any]], epochs: int) -> str:
     """``slow`` seconds / ``fast`` seconds, per round; median and, over rounds, min–max."""
-    ratios = [scaled_seconds([s], epochs) / scaled_seconds([f], epochs)
-              for s, f in zip(slow, fast, strict=True)]
+    ratios = [
+        scaled_seconds([s], epochs) / scaled_seconds([f], epochs)
+        for s, f in zip(slow, fast, strict=True)
+    ]
     text = f"{_common.median(ratios):.3g}×"
     if len(ratios) > 1:
         text += f" (per round {min(ratios):.3g}–{max(ratios):.3g})"
@@ -249,31 +306,52 @@ def main(argv: list[str] | None = None) -> None:
     _common.print_machine_report(machine)
     _, _, source = load_train_set(args)
     print(f"{'data'.ljust(21)} : {source}")
-    print(f"{'timing'.ljust(21)} : per row and round one untimed warm-up run, then timed runs "
-          f"from a fresh model each; {args.rounds} round(s); median reported\n", flush=True)
+    print(
+        f"{'timing'.ljust(21)} : per row and round one untimed warm-up run, then timed runs "
+        f"from a fresh model each; {args.rounds} round(s); median reported\n",
+        flush=True,
+    )
 
-    impls = [i for i, skip in (("cnnx", args.no_cnnx), ("torch", args.no_torch),
-                               ("loop", args.no_loop)) if not skip]
+    impls = [
+        i
+        for i, skip in (("cnnx", args.no_cnnx), ("torch", args.no_torch), ("loop", args.no_loop))
+        if not skip
+    ]
     runs: dict[str, list[dict[str, Any]]] = {i: [] for i in impls}
     for k in range(args.rounds):
         for impl in _common.round_order(impls, k):
-            result = _common.run_worker(SCRIPT, worker_args(args, impl),
-                                        f"round {k + 1}/{args.rounds}: {impl}",
-                                        {"impl": impl}, args.wait_idle)
+            result = _common.run_worker(
+                SCRIPT,
+                worker_args(args, impl),
+                f"round {k + 1}/{args.rounds}: {impl}",
+                {"impl": impl},
+                args.wait_idle,
+            )
             runs[impl].append({**result, "round": k + 1})
     flat = [x for group in runs.values() for x in group]
 
-    print(_common.format_table(
-        ["impl", "device", "threads", f"s per {args.epochs}-epoch run (median)",
-         "rounds × runs × epochs", "ms/epoch min–max", "final loss", "warm-up epochs",
-         "other procs' load (cores, max)", "speed probe ms"],
-        [result_row(group, args.epochs) for group in runs.values()]))
+    print(
+        _common.format_table(
+            [
+                "impl",
+                "device",
+                "threads",
+                f"s per {args.epochs}-epoch run (median)",
+                "rounds × runs × epochs",
+                "ms/epoch min–max",
+                "final loss",
+                "warm-up epochs",
+                "other procs' load (cores, max)",
+                "speed probe ms",
+            ],
+            [result_row(group, args.epochs) for group in runs.values()],
+        )
+    )
     label = lambda r: f"{r['impl']} round {r['round']}"  # noqa: E731
     _common.print_notes(flat, label)
     _common.print_load_warnings(flat, label)
 
-    ok = {i: group for i, group in runs.items()
-          if all(x["status"] == "ok" for x in group)}
+    ok = {i: group for i, group in runs.items() if all(x["status"] == "ok" for x in group)}
     if "cnnx" in ok:
         print("\nspeed-up of cnnx (other's seconds / cnnx seconds; above 1 = cnnx faster):")
         for other in ("torch", "loop"):

@@ -28,26 +28,51 @@ LR, BETA1, BETA2 = 1e-3, 0.9, 0.999
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256], metavar="B",
-                   help="minibatch sizes to measure (default: 64 256)")
-    p.add_argument("--epochs", type=int, default=5,
-                   help="timed epochs; the median is reported (default: 5)")
-    p.add_argument("--warmup", type=int, default=1,
-                   help="untimed epochs before the timed ones (default: 1)")
-    p.add_argument("--threads", type=int, default=_common.available_cores(),
-                   help="BLAS/OpenMP/torch threads (default: usable cores, here "
-                        f"{_common.available_cores()})")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
-                   help="device for cnnx; torch always runs on the CPU (default: cpu)")
+    p.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        default=[64, 256],
+        metavar="B",
+        help="minibatch sizes to measure (default: 64 256)",
+    )
+    p.add_argument(
+        "--epochs", type=int, default=5, help="timed epochs; the median is reported (default: 5)"
+    )
+    p.add_argument(
+        "--warmup", type=int, default=1, help="untimed epochs before the timed ones (default: 1)"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=_common.available_cores(),
+        help=f"BLAS/OpenMP/torch threads (default: usable cores, here {_common.available_cores()})",
+    )
+    p.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        default="cpu",
+        help="device for cnnx; torch always runs on the CPU (default: cpu)",
+    )
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch rows")
     p.add_argument("--no-cnnx", action="store_true", help="skip the cnnx rows")
-    p.add_argument("--samples", type=int, default=10_000,
-                   help="images per epoch, from the start of the t10k set (default: 10000)")
-    p.add_argument("--synthetic", action="store_true",
-                   help="use random data of MNIST's shape instead of the real images")
-    p.add_argument("--data-root", default=_common.DEFAULT_MNIST_ROOT,
-                   help=f"directory holding {_common.MNIST_IMAGES} and {_common.MNIST_LABELS} "
-                        f"(default: {_common.DEFAULT_MNIST_ROOT})")
+    p.add_argument(
+        "--samples",
+        type=int,
+        default=10_000,
+        help="images per epoch, from the start of the t10k set (default: 10000)",
+    )
+    p.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="use random data of MNIST's shape instead of the real images",
+    )
+    p.add_argument(
+        "--data-root",
+        default=_common.DEFAULT_MNIST_ROOT,
+        help=f"directory holding {_common.MNIST_IMAGES} and {_common.MNIST_LABELS} "
+        f"(default: {_common.DEFAULT_MNIST_ROOT})",
+    )
     p.add_argument("--seed", type=int, default=0, help="model init and shuffling seed")
     p.add_argument("--json", metavar="PATH", help="also write the raw results as JSON here")
     _common.add_common_options(p)
@@ -78,7 +103,8 @@ def build_step(impl: str, args: argparse.Namespace) -> tuple[Any, Any, dict[str,
     """The training step of one implementation; returns ``(step, sync, extra info)``."""
     if impl == "cnnx":
         step, sync, _dev = _common.make_cnnx_trainer(
-            "mnist_cnn", args.device, args.seed, LR, BETA1, BETA2)
+            "mnist_cnn", args.device, args.seed, LR, BETA1, BETA2
+        )
         return step, sync, {"device": args.device}
     import torch
     from baselines.torch_models import build_mnist_cnn, make_torch_trainer
@@ -101,37 +127,56 @@ def worker(args: argparse.Namespace) -> None:
     rss_before = _common.current_rss_mib()
     probe = _common.OtherLoadProbe()
     seconds, losses, per_epoch = _common.time_minibatch_epochs(
-        step, sync, X, y, batch, args.warmup + args.epochs, args.seed)
+        step, sync, X, y, batch, args.warmup + args.epochs, args.seed
+    )
     other_cores = probe.cores()
     probe_after = _common.speed_probe_ms()
-    timed = seconds[args.warmup:]
-    _common.emit_result({
-        "impl": impl,
-        "batch": batch,
-        "status": "ok",
-        "data": source,
-        "samples_per_epoch": per_epoch,
-        "warmup_seconds": seconds[:args.warmup],
-        "epoch_seconds": timed,
-        "samples_per_s": [per_epoch / s for s in timed],
-        "last_batch_loss": losses,
-        "rss_before_training_mib": rss_before,
-        "peak_rss_mib": _common.peak_rss_mib(),
-        "other_processes_cores": other_cores,
-        "speed_probe_ms": [probe_before, probe_after],
-        "blas_threads": _common.blas_runtime()["threads"],
-        **extra,
-    })
+    timed = seconds[args.warmup :]
+    _common.emit_result(
+        {
+            "impl": impl,
+            "batch": batch,
+            "status": "ok",
+            "data": source,
+            "samples_per_epoch": per_epoch,
+            "warmup_seconds": seconds[: args.warmup],
+            "epoch_seconds": timed,
+            "samples_per_s": [per_epoch / s for s in timed],
+            "last_batch_loss": losses,
+            "rss_before_training_mib": rss_before,
+            "peak_rss_mib": _common.peak_rss_mib(),
+            "other_processes_cores": other_cores,
+            "speed_probe_ms": [probe_before, probe_after],
+            "blas_threads": _common.blas_runtime()["threads"],
+            **extra,
+        }
+    )
 
 
 # --------------------------------------------------------------------------- parent side
 
 
 def worker_args(args: argparse.Namespace, impl: str, batch: int) -> list[str]:
-    out = ["--worker", impl, "--batch-sizes", str(batch), "--epochs", str(args.epochs),
-           "--warmup", str(args.warmup), "--threads", str(args.threads),
-           "--device", args.device, "--samples", str(args.samples),
-           "--data-root", args.data_root, "--seed", str(args.seed)]
+    out = [
+        "--worker",
+        impl,
+        "--batch-sizes",
+        str(batch),
+        "--epochs",
+        str(args.epochs),
+        "--warmup",
+        str(args.warmup),
+        "--threads",
+        str(args.threads),
+        "--device",
+        args.device,
+        "--samples",
+        str(args.samples),
+        "--data-root",
+        args.data_root,
+        "--seed",
+        str(args.seed),
+    ]
     if args.synthetic:
         out.append("--synthetic")
     return out
@@ -150,18 +195,37 @@ def result_row(runs: list[dict[str, Any]]) -> list[str]:
     r = runs[0]
     failed = [x for x in runs if x["status"] != "ok"]
     if failed:
-        return [r["impl"], "-", str(r["batch"]), "-", f"{failed[0]['status']} (see notes)",
-                "", "", "", "", "", "", "", ""]
+        return [
+            r["impl"],
+            "-",
+            str(r["batch"]),
+            "-",
+            f"{failed[0]['status']} (see notes)",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+        ]
     sps = [v for x in runs for v in x["samples_per_s"]]
     seconds = [v for x in runs for v in x["epoch_seconds"]]
     threads = f"blas {r['blas_threads']}"
     if "torch_threads" in r:
         threads += f", torch {r['torch_threads']}"
-    growth = [x["peak_rss_mib"] - x["rss_before_training_mib"] for x in runs
-              if x["rss_before_training_mib"] is not None]
+    growth = [
+        x["peak_rss_mib"] - x["rss_before_training_mib"]
+        for x in runs
+        if x["rss_before_training_mib"] is not None
+    ]
     loads = [x["other_processes_cores"] for x in runs if x["other_processes_cores"] is not None]
     return [
-        r["impl"], r["device"], str(r["batch"]), threads,
+        r["impl"],
+        r["device"],
+        str(r["batch"]),
+        threads,
         fmt(_common.median(sps), 0),
         f"{min(sps):,.0f}–{max(sps):,.0f}",
         f"{len(runs)} × {len(r['epoch_seconds'])}",
@@ -181,16 +245,22 @@ def ratio_row(
     runs = cnnx_runs + torch_runs
     if not cnnx_runs or not torch_runs or any(x["status"] != "ok" for x in runs):
         return [str(batch), "n/a", "n/a", "n/a (a row has no result)", "", "n/a"]
-    per_round = [_common.median(c["samples_per_s"]) / _common.median(t["samples_per_s"])
-                 for c, t in zip(cnnx_runs, torch_runs, strict=True)]
+    per_round = [
+        _common.median(c["samples_per_s"]) / _common.median(t["samples_per_s"])
+        for c, t in zip(cnnx_runs, torch_runs, strict=True)
+    ]
     cs = _common.median([v for x in cnnx_runs for v in x["samples_per_s"]])
     ts = _common.median([v for x in torch_runs for v in x["samples_per_s"]])
-    spread = (f"{min(per_round):.2f}–{max(per_round):.2f}" if len(per_round) > 1
-              else "(1 round)")
-    peak = (max(x["peak_rss_mib"] for x in cnnx_runs)
-            / max(x["peak_rss_mib"] for x in torch_runs))
-    return [str(batch), fmt(cs, 0), fmt(ts, 0), f"{_common.median(per_round):.2f}×", spread,
-            f"{peak:.2f}×"]
+    spread = f"{min(per_round):.2f}–{max(per_round):.2f}" if len(per_round) > 1 else "(1 round)"
+    peak = max(x["peak_rss_mib"] for x in cnnx_runs) / max(x["peak_rss_mib"] for x in torch_runs)
+    return [
+        str(batch),
+        fmt(cs, 0),
+        fmt(ts, 0),
+        f"{_common.median(per_round):.2f}×",
+        spread,
+        f"{peak:.2f}×",
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -205,40 +275,72 @@ def main(argv: list[str] | None = None) -> None:
     print("# MNIST CNN training throughput (bench/bench_mnist.py)\n")
     _common.print_machine_report(machine)
     _, _, source = load_data(args)
-    print(f"{'data'.ljust(21)} : {source}; {args.samples} images/epoch, "
-          "last partial batch dropped")
-    print(f"{'timing'.ljust(21)} : per row and round {args.warmup} warm-up + {args.epochs} "
-          f"timed epochs, {args.rounds} round(s); median of all timed epochs reported")
-    print(f"{'memory'.ljust(21)} : peak RSS of the row's own worker process "
-          "(resource.getrusage ru_maxrss)\n", flush=True)
+    print(f"{'data'.ljust(21)} : {source}; {args.samples} images/epoch, last partial batch dropped")
+    print(
+        f"{'timing'.ljust(21)} : per row and round {args.warmup} warm-up + {args.epochs} "
+        f"timed epochs, {args.rounds} round(s); median of all timed epochs reported"
+    )
+    print(
+        f"{'memory'.ljust(21)} : peak RSS of the row's own worker process "
+        "(resource.getrusage ru_maxrss)\n",
+        flush=True,
+    )
 
     impls = [i for i, skip in (("cnnx", args.no_cnnx), ("torch", args.no_torch)) if not skip]
     runs: dict[tuple[str, int], list[dict[str, Any]]] = {
-        (i, b): [] for b in args.batch_sizes for i in impls}
+        (i, b): [] for b in args.batch_sizes for i in impls
+    }
     for k in range(args.rounds):
         for b in args.batch_sizes:
             for impl in _common.round_order(impls, k):
                 result = _common.run_worker(
-                    SCRIPT, worker_args(args, impl, b),
+                    SCRIPT,
+                    worker_args(args, impl, b),
                     f"round {k + 1}/{args.rounds}: {impl} batch {b}",
-                    {"impl": impl, "batch": b}, args.wait_idle)
+                    {"impl": impl, "batch": b},
+                    args.wait_idle,
+                )
                 runs[(impl, b)].append({**result, "round": k + 1})
     flat = [x for group in runs.values() for x in group]
 
-    print(_common.format_table(
-        ["impl", "device", "batch", "threads", "samples/s (median)", "samples/s min–max",
-         "rounds × epochs", "s/epoch (median)", "peak RSS MiB", "RSS growth in training MiB",
-         "last-batch loss", "other procs' load (cores, max)", "speed probe ms"],
-        [result_row(group) for group in runs.values()]))
+    print(
+        _common.format_table(
+            [
+                "impl",
+                "device",
+                "batch",
+                "threads",
+                "samples/s (median)",
+                "samples/s min–max",
+                "rounds × epochs",
+                "s/epoch (median)",
+                "peak RSS MiB",
+                "RSS growth in training MiB",
+                "last-batch loss",
+                "other procs' load (cores, max)",
+                "speed probe ms",
+            ],
+            [result_row(group) for group in runs.values()],
+        )
+    )
     label = lambda r: f"{r['impl']} batch {r['batch']} round {r['round']}"  # noqa: E731
     _common.print_notes(flat, label)
     _common.print_load_warnings(flat, label)
     if impls == ["cnnx", "torch"]:
         print("\ncnnx / torch (above 1 means cnnx trains faster or uses more memory):\n")
-        print(_common.format_table(
-            ["batch", "cnnx samples/s", "torch samples/s", "cnnx / torch speed",
-             "per-round min–max", "cnnx / torch peak RSS"],
-            [ratio_row(runs[("cnnx", b)], runs[("torch", b)], b) for b in args.batch_sizes]))
+        print(
+            _common.format_table(
+                [
+                    "batch",
+                    "cnnx samples/s",
+                    "torch samples/s",
+                    "cnnx / torch speed",
+                    "per-round min–max",
+                    "cnnx / torch peak RSS",
+                ],
+                [ratio_row(runs[("cnnx", b)], runs[("torch", b)], b) for b in args.batch_sizes],
+            )
+        )
     print(f"\nload average at end: {_common.load_average()}")
     if args.json:
         _common.write_json_atomically(args.json, {"machine": dict(machine), "results": flat})

@@ -273,3 +273,19 @@ def test_loss_rejects_bad_targets(target, message):
 def test_loss_rejects_logits_that_are_not_2d():
     with pytest.raises(ValueError, match=r"logits must have shape \(N, C\)"):
         nn.SoftmaxCrossEntropy()(np.zeros((2, 3, 1), dtype=np.float32), np.array([0, 1]))
+
+
+def test_scratch_memory_never_leaks_into_outputs(device):
+    # Layers reuse working arrays between calls; what they return must stay valid.
+    conv = nn.Conv2D(1, 2, 3, rng=0).to(device)
+    pool = nn.MaxPool2D(2)
+    x1 = device.asarray(np.random.default_rng(0).random((2, 1, 6, 6), dtype=np.float32))
+    x2 = device.asarray(np.random.default_rng(1).random((2, 1, 6, 6), dtype=np.float32))
+    y1 = pool(conv(x1))
+    kept = to_host(y1).copy()
+    g1 = conv.backward(pool.backward(device.xp.ones_like(y1)))
+    kept_g = to_host(g1).copy()
+    y2 = pool(conv(x2))
+    conv.backward(pool.backward(device.xp.ones_like(y2)))
+    np.testing.assert_array_equal(to_host(y1), kept)
+    np.testing.assert_array_equal(to_host(g1), kept_g)

@@ -20,7 +20,7 @@ class LoopConv2D:
 
     def __init__(self, c_in: int, c_out: int, k: int, rng: np.random.Generator) -> None:
         fan_in = c_in * k * k
-        self.W = (rng.standard_normal((c_out, c_in, k, k)) * fan_in ** -0.5).astype(np.float32)
+        self.W = (rng.standard_normal((c_out, c_in, k, k)) * fan_in**-0.5).astype(np.float32)
         self.b = np.zeros(c_out, dtype=np.float32)
         self.dW = np.zeros_like(self.W)
         self.db = np.zeros_like(self.b)
@@ -40,7 +40,7 @@ class LoopConv2D:
                     w_oc = self.W[o, c]
                     for i in range(oh):
                         for j in range(ow):
-                            out[n, o, i, j] += np.sum(x[n, c, i:i + k, j:j + k] * w_oc)
+                            out[n, o, i, j] += np.sum(x[n, c, i : i + k, j : j + k] * w_oc)
                 out[n, o] += self.b[o]
         return out
 
@@ -61,8 +61,8 @@ class LoopConv2D:
                     for i in range(oh):
                         for j in range(ow):
                             g = dout[n, o, i, j]
-                            dw_oc += g * x[n, c, i:i + k, j:j + k]
-                            dx[n, c, i:i + k, j:j + k] += g * w_oc
+                            dw_oc += g * x[n, c, i : i + k, j : j + k]
+                            dx[n, c, i : i + k, j : j + k] += g * w_oc
         return dx
 
 
@@ -83,7 +83,7 @@ class LoopMaxPool2x2:
             for c in range(chans):
                 for i in range(oh):
                     for j in range(ow):
-                        window = x[n, c, 2 * i:2 * i + 2, 2 * j:2 * j + 2]
+                        window = x[n, c, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2]
                         u, v = divmod(int(np.argmax(window)), 2)
                         out[n, c, i, j] = window[u, v]
                         argmax[n, c, i, j] = (2 * i + u, 2 * j + v)
@@ -136,8 +136,14 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float
 class Adam:
     """Adam with bias correction, updating ``(param, grad)`` array pairs in place."""
 
-    def __init__(self, pairs: list[tuple[np.ndarray, np.ndarray]], lr: float,
-                 beta1: float, beta2: float, eps: float = 1e-8) -> None:
+    def __init__(
+        self,
+        pairs: list[tuple[np.ndarray, np.ndarray]],
+        lr: float,
+        beta1: float,
+        beta2: float,
+        eps: float = 1e-8,
+    ) -> None:
         self.pairs = pairs
         self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
         self.m = [np.zeros_like(p) for p, _ in pairs]
@@ -147,8 +153,8 @@ class Adam:
     def step(self) -> None:
         self.t += 1
         b1, b2 = self.beta1, self.beta2
-        corr1 = 1.0 - b1 ** self.t
-        corr2 = 1.0 - b2 ** self.t
+        corr1 = 1.0 - b1**self.t
+        corr2 = 1.0 - b2**self.t
         for (p, g), m, v in zip(self.pairs, self.m, self.v, strict=True):
             m *= b1
             m += (1.0 - b1) * g

@@ -67,7 +67,7 @@ def build_simple_cnn(seed: int = 0) -> nn.Sequential:
         nn.Sigmoid(),
         nn.Flatten(),
     )
-    _init_conv_linear(model, seed, lambda fan_in: fan_in ** -0.5)
+    _init_conv_linear(model, seed, lambda fan_in: fan_in**-0.5)
     return model
 
 

@@ -63,9 +63,8 @@ class ReLU(_Elementwise):
 
     def backward(self, gy: Any) -> Any:
         y = self._require_saved()
-        # A float mask multiplies faster than a boolean one.
-        mask = (y > 0).astype(gy.dtype)
-        return get_array_module(gy).multiply(gy, mask, out=gy if self.inplace else None)
+        # Multiplying by the boolean mask directly beats converting it to floats first.
+        return get_array_module(gy).multiply(gy, y > 0, out=gy if self.inplace else None)
 
 
 class LeakyReLU(_Elementwise):

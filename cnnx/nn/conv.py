@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnx.backends import Scratch, get_array_module
 from cnnx.nn import functional as F
 from cnnx.nn.init import InitSpec, RngLike, init_weight
 from cnnx.nn.module import Module, Parameter
@@ -68,6 +69,7 @@ class Conv2D(Module):
         self.bias = Parameter(np.zeros(out_channels, dtype=np.float32)) if bias else None
         self._x: Any = None
         self._col: Any = None
+        self._scratch = Scratch()  # columns and their gradient, reused across steps
 
     def extra_repr(self) -> str:
         kh, kw = self.kernel_size
@@ -84,6 +86,7 @@ class Conv2D(Module):
     def _reset_cache(self) -> None:
         self._x = None
         self._col = None
+        self._scratch.clear()
 
     def forward(self, x: Any) -> Any:
         """``(N, C, H, W)`` -> ``(N, O, OH, OW)`` in the input's dtype (stored batch-last)."""
@@ -115,8 +118,11 @@ class Conv2D(Module):
     def backward(self, gy: Any) -> Any:
         """``gy (N, O, OH, OW)`` -> ``gx (N, C, H, W)``; adds into weight/bias grads."""
         gy2, col = self._param_grads(gy)
-        gcol = self.weight.data.reshape(self.out_channels, -1).T @ gy2
-        return F.col2im(gcol.reshape(col.shape), self._x.shape, self.stride, self.padding)
+        xp = get_array_module(gy2)
+        gcol = self._scratch.empty("gcol", col.shape, gy2.dtype, xp)
+        weight_t = self.weight.data.reshape(self.out_channels, -1).T
+        xp.matmul(weight_t, gy2, out=gcol.reshape(-1, gy2.shape[1]))
+        return F.col2im(gcol, self._x.shape, self.stride, self.padding)
 
     def backward_params(self, gy: Any) -> None:
         """Like :meth:`backward` but only accumulates parameter gradients (no ``gx``).
@@ -127,9 +133,11 @@ class Conv2D(Module):
 
 
 def im2col_checked(layer: Conv2D, x: Any) -> Any:
-    """im2col for ``layer``, turning a window that does not fit into a named error."""
+    """im2col for ``layer`` into its scratch memory; a window that does not fit is a named error."""
     try:
-        return F.im2col(x, layer.kernel_size, layer.stride, layer.padding)
+        shape = F.im2col_shape(x.shape, layer.kernel_size, layer.stride, layer.padding)
+        out = layer._scratch.empty("col", shape, x.dtype, get_array_module(x))
+        return F.im2col(x, layer.kernel_size, layer.stride, layer.padding, out=out)
     except ValueError as exc:
         raise ValueError(
             f"{layer!r}: input of shape {tuple(x.shape)} is too small: {exc}"

@@ -127,11 +127,24 @@ def batch_last(x: Any) -> Any:
     return get_array_module(x).ascontiguousarray(src)
 
 
+def im2col_shape(
+    x_shape: tuple[int, ...],
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int] = (1, 1),
+    padding: tuple[int, int] = (0, 0),
+) -> tuple[int, int, int, int, int, int]:
+    """Shape ``(C, KH, KW, OH, OW, N)`` of :func:`im2col`'s result for an input shape."""
+    n, c, h, w = x_shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    return (c, kh, kw, conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw), n)
+
+
 def im2col(
     x: Any,
     kernel_size: tuple[int, int],
     stride: tuple[int, int] = (1, 1),
     padding: tuple[int, int] = (0, 0),
+    out: Any = None,
 ) -> Any:
     """Unfold sliding windows of ``x`` into columns.
 
@@ -140,6 +153,7 @@ def im2col(
         kernel_size: ``(KH, KW)``.
         stride: ``(SH, SW)``.
         padding: ``(PH, PW)`` zeros added on each side.
+        out: optional C-contiguous array of the result's shape and dtype to fill.
 
     Returns:
         ``col`` of shape ``(C, KH, KW, OH, OW, N)``, C-contiguous, in ``x.dtype``:
@@ -150,14 +164,22 @@ def im2col(
     kh, kw = kernel_size
     sh, sw = stride
     ph, pw = padding
-    oh = conv_output_size(h, kh, sh, ph)
-    ow = conv_output_size(w, kw, sw, pw)
+    shape = im2col_shape(x.shape, kernel_size, stride, padding)
+    oh, ow = shape[3:5]
     if ph or pw:
         src = xp.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=x.dtype)
         src[:, ph : ph + h, pw : pw + w] = x.transpose(1, 2, 3, 0)
     else:
         src = batch_last(x)
-    col = xp.empty((c, kh, kw, oh, ow, n), dtype=x.dtype)
+    if out is None:
+        col = xp.empty(shape, dtype=x.dtype)
+    elif out.shape != shape or out.dtype != x.dtype or not out.flags.c_contiguous:
+        raise ValueError(
+            f"im2col: out must be a C-contiguous {x.dtype} array of shape {shape}, got "
+            f"{out.dtype} {out.shape}"
+        )
+    else:
+        col = out
     for i, j, rows, cols in window_offsets((oh, ow), (kh, kw), (sh, sw)):
         col[:, i, j] = src[:, rows, cols]
     return col

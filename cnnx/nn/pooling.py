@@ -14,33 +14,42 @@ from __future__ import annotations
 
 from typing import Any
 
-from cnnx.backends import get_array_module
+from cnnx.backends import Scratch, get_array_module
 from cnnx.nn import functional as F
 from cnnx.nn.module import Module
 
 
-def first_max(candidates: list[Any]) -> tuple[Any, Any]:
+def first_max(candidates: list[Any], out: Any = None, arg: Any = None) -> tuple[Any, Any]:
     """Elementwise maximum of same-shaped arrays, and the index of the first one attaining it.
 
+    Args:
+        candidates: arrays of one shape (strided views are fine).
+        out: optional array to hold the maximum; a new one otherwise.
+        arg: optional uint8 array to hold the indices; a new one otherwise.
+
     Returns:
-        ``(best, arg)``: ``best`` a new array; ``arg`` uint8 indices into ``candidates``
-        (ties keep the lower index, since only a strictly greater value replaces).
+        ``(best, arg)``: the maximum, and uint8 indices into ``candidates`` (ties keep
+        the lower index, since only a strictly greater value replaces).
     """
     xp = get_array_module(candidates[0])
-    best = candidates[0]
-    arg = None
-    for k, candidate in enumerate(candidates[1:], start=1):
-        better = candidate > best
-        best = xp.maximum(best, candidate, out=None if k == 1 else best)
-        if arg is None:
-            arg = better.view(xp.uint8)  # True/False as 1/0, which is k for k = 1
-        else:
-            # arg = where(better, k, arg) as uint8 arithmetic (wraps mod 256 exactly);
-            # NumPy's where with a scalar is several times slower than this.
-            arg += better * (k - arg)
+    shape = candidates[0].shape
     if arg is None:
-        best = best.copy()
-        arg = xp.zeros(best.shape, dtype=xp.uint8)
+        arg = xp.empty(shape, dtype=xp.uint8)
+    if len(candidates) == 1:
+        arg.fill(0)
+        if out is None:
+            return candidates[0].copy(), arg
+        out[...] = candidates[0]
+        return out, arg
+    # The first comparison writes 1/0 straight into arg (as booleans), which is k for k = 1.
+    xp.greater(candidates[1], candidates[0], out=arg.view(xp.bool_))
+    best = xp.maximum(candidates[0], candidates[1], out=out)
+    for k, candidate in enumerate(candidates[2:], start=2):
+        better = candidate > best
+        # arg = where(better, k, arg) as uint8 arithmetic (wraps mod 256 exactly);
+        # NumPy's where with a scalar is several times slower than this.
+        arg += better * (k - arg)
+        xp.maximum(best, candidate, out=best)
     return best, arg
 
 
@@ -49,15 +58,17 @@ def route(g: Any, arg: Any, outputs: list[Any]) -> None:
 
     ``outputs`` are views to write into, each shaped like ``g``. The last one is
     filled with ``g`` minus the others, which is exact because the routing is one-hot.
+    Multiplying by the uint8/boolean mask directly is faster than converting it to
+    floats first.
     """
     xp = get_array_module(g)
     if len(outputs) == 2:  # the common 2-wide window: arg is 0/1, so it is its own mask
-        xp.multiply(g, arg.astype(g.dtype), out=outputs[1])
+        xp.multiply(g, arg, out=outputs[1])
         xp.subtract(g, outputs[1], out=outputs[0])
         return
     others = None
     for i, out in enumerate(outputs[:-1]):
-        xp.multiply(g, (arg == i).astype(g.dtype), out=out)
+        xp.multiply(g, arg == i, out=out)
         others = out if others is None else others + out
     if others is None:
         outputs[-1][...] = g
@@ -137,22 +148,39 @@ class MaxPool2D(_Pool2D):
     ):
         super().__init__(kernel_size, stride)
         self._args: tuple[Any, ...] = ()
+        self._scratch = Scratch()  # row maxima, argmax indices, row gradients
 
     def _reset_cache(self) -> None:
         super()._reset_cache()
         self._args = ()
+        self._scratch.clear()
 
     def forward(self, x: Any) -> Any:
         oh, ow = self._geometry(x)
         kh, kw = self.kernel_size
+        xp = get_array_module(x)
+        scratch = self._scratch
         src = F.batch_last(x)  # (C, H, W, N)
+        c, n = src.shape[0], src.shape[3]
         if self._non_overlapping:
-            src = src[:, : oh * kh, : ow * kw]
-            row_max, col_arg = first_max([src[:, :, j::kw] for j in range(kw)])
-            y, row_arg = first_max([row_max[:, i::kh] for i in range(kh)])
+            if src.shape[1] != oh * kh or src.shape[2] != ow * kw:
+                src = src[:, : oh * kh, : ow * kw]
+            rows_shape = (c, oh * kh, ow, n)
+            row_max, col_arg = first_max(
+                [src[:, :, j::kw] for j in range(kw)],
+                out=scratch.empty("row_max", rows_shape, x.dtype, xp),
+                arg=scratch.empty("col_arg", rows_shape, xp.uint8, xp),
+            )
+            y, row_arg = first_max(
+                [row_max[:, i::kh] for i in range(kh)],
+                arg=scratch.empty("row_arg", (c, oh, ow, n), xp.uint8, xp),
+            )
             self._args = (col_arg, row_arg)
         else:
-            y, arg = first_max([src[:, rows, cols] for rows, cols in self._windows(oh, ow)])
+            y, arg = first_max(
+                [src[:, rows, cols] for rows, cols in self._windows(oh, ow)],
+                arg=scratch.empty("arg", (c, oh, ow, n), xp.uint8, xp),
+            )
             self._args = (arg,)
         self._x_shape = tuple(x.shape)
         return y.transpose(3, 0, 1, 2)
@@ -167,7 +195,7 @@ class MaxPool2D(_Pool2D):
             col_arg, row_arg = self._args
             cropped = h != oh * kh or w != ow * kw
             gx = (xp.zeros if cropped else xp.empty)((c, h, w, n), dtype=gy.dtype)
-            g_rows = xp.empty((c, oh * kh, ow, n), dtype=gy.dtype)
+            g_rows = self._scratch.empty("g_rows", (c, oh * kh, ow, n), gy.dtype, xp)
             route(gyt, row_arg, [g_rows[:, i::kh] for i in range(kh)])
             inner = gx[:, : oh * kh, : ow * kw]
             route(g_rows, col_arg, [inner[:, :, j::kw] for j in range(kw)])
@@ -175,7 +203,7 @@ class MaxPool2D(_Pool2D):
             (arg,) = self._args
             gx = xp.zeros((c, h, w, n), dtype=gy.dtype)
             for k, (rows, cols) in enumerate(self._windows(oh, ow)):
-                gx[:, rows, cols] += gyt * (arg == k).astype(gy.dtype)
+                gx[:, rows, cols] += gyt * (arg == k)
         return gx.transpose(3, 0, 1, 2)
 
 
