@@ -283,9 +283,10 @@ def run_many(
     """Run every (configuration, seed) pair in ``jobs`` worker processes.
 
     Workers are spawned processes, each limited to one BLAS thread (see
-    :func:`single_threaded_blas`): the networks here are small, and BLAS threads
-    gain nothing on them and can cost a lot - on a 2-core machine one toy-kernel
-    run with k = 5 took 8.1 s with NumPy's default threading and 0.8 s with one.
+    :func:`single_threaded_blas`): the networks here are small, BLAS threads gain
+    little on them, and on a busy machine they cost a lot - on a loaded 2-core
+    machine one toy-kernel run with k = 5 took 8.1 s with NumPy's default
+    threading and 0.8 s with one (about 0.75 s either way when idle).
     ``in_process=True`` runs them one after another in this process instead, with
     whatever BLAS threading it has (for debugging and profiling). Either way each
     result is handed to ``on_result`` as soon as it exists (so it can be saved),
