@@ -14,6 +14,7 @@ from cnnx.errors import (
     CnnxError,
     DatasetError,
     DeviceError,
+    OutputExistsError,
     TrainingDiverged,
 )
 from cnnx.gradcheck import gradcheck
@@ -28,6 +29,7 @@ __all__ = [
     "EpochRecord",
     "Evaluation",
     "History",
+    "OutputExistsError",
     "TrainingDiverged",
     "__version__",
     "datasets",

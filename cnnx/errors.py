@@ -32,5 +32,9 @@ class TrainingDiverged(CnnxError):
         self.last_finite_loss = last_finite_loss
 
 
+class OutputExistsError(CnnxError):
+    """An output directory already holds results, and neither overwriting nor resuming was asked."""
+
+
 class CheckpointError(CnnxError):
     """A checkpoint file is not a valid cnnx checkpoint or does not fit the model."""

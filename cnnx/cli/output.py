@@ -10,21 +10,16 @@ from typing import Any, TextIO
 import numpy as np
 
 from cnnx.checkpoint import save_checkpoint
-from cnnx.errors import CnnxError
 from cnnx.nn.module import Module
 from cnnx.optim.optimizer import Optimizer
 from cnnx.train import EpochRecord
 from cnnx.utils.atomic import atomic_write_text
+from cnnx.utils.output_dir import claim_output_dir
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
-FINAL = "model.npz"
 LAST = "last.npz"
 BEST = "best.npz"
-
-
-class OutputExistsError(CnnxError):
-    """The output directory already holds a run and --overwrite was not given."""
 
 
 class RunDirectory:
@@ -41,19 +36,14 @@ class RunDirectory:
         Raises:
             OutputExistsError: ``path`` exists and is not empty, and ``overwrite`` is False.
         """
-        path = Path(path)
-        if path.exists() and not path.is_dir():
-            raise OutputExistsError(f"--output-dir {path} exists and is not a directory")
-        if path.is_dir() and any(path.iterdir()) and not overwrite:
-            held = ", ".join(sorted(p.name for p in path.iterdir())[:5])
-            raise OutputExistsError(
-                f"--output-dir {path} already exists and is not empty ({held}); choose a new "
-                "directory, pass --overwrite to replace that run, or --resume it"
-            )
-        path.mkdir(parents=True, exist_ok=True)
+        path = claim_output_dir(
+            path,
+            reuse=overwrite,
+            how_to_reuse="pass --overwrite to replace that run, or --resume it",
+        )
         run = cls(path)
         if overwrite:
-            for name in (METRICS, LAST, BEST, FINAL):
+            for name in (METRICS, LAST, BEST):
                 (path / name).unlink(missing_ok=True)
         return run
 

@@ -17,10 +17,11 @@ import sys
 import types
 from typing import Any
 
+from cnnx.errors import OutputExistsError
 from cnnx.experiment.api import ExperimentResult, as_experiment, check_config, run_experiment
 from cnnx.experiment.grid import PRESETS, Experiment, RunConfig, grid, parse_seeds, preset
 from cnnx.experiment.runner import RunResult, execute, run_many
-from cnnx.experiment.store import OutputExistsError, RunFileError
+from cnnx.experiment.store import RunFileError
 
 __all__ = [
     "PRESETS",

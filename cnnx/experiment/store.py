@@ -21,6 +21,7 @@ from cnnx.errors import CnnxError
 from cnnx.experiment.grid import Experiment, RunConfig
 from cnnx.experiment.runner import RunResult
 from cnnx.utils.atomic import atomic_write_text
+from cnnx.utils.output_dir import claim_output_dir
 
 RUNS_DIR = "runs"
 EXPERIMENT_FILE = "experiment.json"
@@ -31,10 +32,6 @@ LOSS_PNG = "loss_curves.png"
 ACCURACY_PNG = "accuracy.png"
 REPORT_FILES = (EXPERIMENT_FILE, RUNS_CSV, SUMMARY_MD, CURVES_CSV, LOSS_PNG, ACCURACY_PNG)
 _RUN_FILE = re.compile(r"^.+__seed\d+\.json$")
-
-
-class OutputExistsError(CnnxError):
-    """The output directory already holds results and neither resume nor overwrite was asked."""
 
 
 class RunFileError(CnnxError):
@@ -68,16 +65,12 @@ class ExperimentDirectory:
         """
         if resume and overwrite:
             raise ValueError("--resume keeps finished runs and --overwrite deletes them; pick one")
-        path = Path(path)
-        if path.exists() and not path.is_dir():
-            raise OutputExistsError(f"--output-dir {path} exists and is not a directory")
-        if path.is_dir() and any(path.iterdir()) and not (resume or overwrite):
-            held = ", ".join(sorted(p.name for p in path.iterdir())[:5])
-            raise OutputExistsError(
-                f"--output-dir {path} already exists and is not empty ({held}); choose a new "
-                "directory, pass --resume to continue the experiment there, or --overwrite to "
-                "replace its results"
-            )
+        path = claim_output_dir(
+            path,
+            reuse=resume or overwrite,
+            how_to_reuse="pass --resume to continue the experiment there, or --overwrite to "
+            "replace its results",
+        )
         directory = cls(path)
         directory.runs_dir.mkdir(parents=True, exist_ok=True)
         if overwrite:
