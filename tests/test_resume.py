@@ -95,3 +95,23 @@ def test_resume_of_a_directory_without_a_run(tmp_path):
     result = CliRunner().invoke(main, ["train", "--resume", str(tmp_path)])
     assert result.exit_code == 1
     assert "no config.json and last.npz there" in result.output
+
+
+@pytest.mark.gpu
+def test_resume_on_the_gpu_matches_within_float32_tolerance():
+    import cnnx
+
+    X, y = cnnx.datasets.load_digits6x6()
+    results = []
+    for split in (False, True):
+        model = cnnx.models.get("enhanced_cnn", seed=4)
+        opt = cnnx.optim.Adam(model.named_parameters(), lr=0.01)
+        rng = np.random.default_rng(4)
+        if split:
+            cnnx.fit(model, opt, (X, y), epochs=5, batch_size=16, rng=rng, device="cuda")
+            cnnx.fit(model, opt, (X, y), epochs=10, batch_size=16, rng=rng, initial_epoch=5)
+        else:
+            cnnx.fit(model, opt, (X, y), epochs=10, batch_size=16, rng=rng, device="cuda")
+        results.append(model.state_dict())
+    for key, value in results[0].items():
+        np.testing.assert_allclose(results[1][key], value, rtol=1e-4, atol=1e-6)
