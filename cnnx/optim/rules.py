@@ -63,21 +63,8 @@ class Momentum(Optimizer):
         p -= self.hyper["lr"] * v
 
 
-class Nesterov(Optimizer):
-    """Nesterov momentum: ``v = μ·v + g; p -= lr·(g + μ·v)``."""
-
-    state_keys = ("velocity",)
-
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: float = 0.01,
-        momentum: float = 0.9,
-        weight_decay: float = 0.0,
-    ):
-        super().__init__(
-            params, lr, weight_decay, momentum=check_unit_interval("momentum", momentum)
-        )
+class Nesterov(Momentum):
+    """Nesterov momentum: ``v = μ·v + g; p -= lr·(g + μ·v)`` (same arguments as Momentum)."""
 
     def update(self, p: Any, g: Any, state: dict[str, Any]) -> None:
         mu = self.hyper["momentum"]
