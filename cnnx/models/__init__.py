@@ -2,13 +2,22 @@
 
 from cnnx.models.model import Model, summarize
 from cnnx.models.registry import ModelInfo, available, canonical_name, get, register
-from cnnx.models.zoo import enhanced_cnn, lenet5, mlp, mnist_cnn, simple_cnn, toy_convnet
+from cnnx.models.zoo import (
+    convnet,
+    enhanced_cnn,
+    lenet5,
+    mlp,
+    mnist_cnn,
+    simple_cnn,
+    toy_convnet,
+)
 
 __all__ = [
     "Model",
     "ModelInfo",
     "available",
     "canonical_name",
+    "convnet",
     "enhanced_cnn",
     "get",
     "lenet5",

@@ -167,3 +167,77 @@ def toy_convnet(
         input_shape=(1, image_size, image_size),
         num_classes=num_classes,
     )
+
+
+@register(
+    "convnet",
+    "a generic CNN sized from the data (channels, image size, classes): blocks of "
+    "Conv 3×3 pad 1 (16, 32, 64, 128 filters), ReLU, MaxPool 2 until the image is about "
+    "4×4, then Flatten, Linear → hidden, ReLU, Linear → classes (He init)",
+    aliases=("generic",),
+)
+def convnet(
+    channels: int = 1,
+    image_size: int | tuple[int, int] | list[int] = 28,
+    num_classes: int = 10,
+    width: int = 16,
+    hidden: int = 64,
+    seed: int = 0,
+) -> Model:
+    """A small CNN for any ``(channels, H, W)`` input and number of classes.
+
+    One block is Conv 3×3 (padding 1, so the size is kept), ReLU, MaxPool 2. Blocks are
+    added while the smaller side is at least 8 after the previous one (at most four;
+    always one when the side is at least 2), each with twice the filters of the last
+    (``width``, ``2·width``, …). So 8×8 inputs get one block (→ 4×4), 28×28 two
+    (→ 7×7), 32×32 three (→ 4×4), 64×64 and larger four.
+
+    Args:
+        channels: input channels (1 greyscale, 3 colour).
+        image_size: ``H`` or ``(H, W)``.
+        num_classes: outputs (at least 2).
+        width: filters of the first block.
+        hidden: units of the hidden Linear layer; 0 for none.
+        seed: seeds the one host Generator all weights are drawn from.
+    """
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if len(size) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size):
+        raise ValueError(f"convnet image_size must be H or (H, W), positive, got {image_size!r}")
+    for name, value, low in (
+        ("channels", channels, 1), ("num_classes", num_classes, 2), ("width", width, 1),
+        ("hidden", hidden, 0),
+    ):  # fmt: skip
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"convnet {name} must be an integer >= {low}, got {value!r}")
+    rng = np.random.default_rng(seed)
+    h, w = size
+    layers = []
+    c_in, c_out = channels, width
+    for block in range(4):
+        if block and min(h, w) < 8:
+            break
+        layers += [Conv2D(c_in, c_out, 3, padding=1, init="he", rng=rng), ReLU(inplace=True)]
+        if min(h, w) >= 2:
+            layers.append(MaxPool2D(2))
+            h, w = h // 2, w // 2
+        c_in, c_out = c_out, c_out * 2
+    features = c_in * h * w
+    layers.append(Flatten())
+    if hidden:
+        layers += [Linear(features, hidden, init="he", rng=rng), ReLU(inplace=True)]
+        features = hidden
+    layers.append(Linear(features, num_classes, init="he", rng=rng))
+    return Model(
+        *layers,
+        name="convnet",
+        config={
+            "channels": channels,
+            "image_size": [size[0], size[1]],
+            "num_classes": num_classes,
+            "width": width,
+            "hidden": hidden,
+            "seed": seed,
+        },
+        input_shape=(channels, size[0], size[1]),
+        num_classes=num_classes,
+    )
