@@ -53,3 +53,15 @@ def test_convnet_rebuilds_from_a_checkpoint(tmp_path):
 def test_convnet_rejects_bad_sizes(options, message):
     with pytest.raises(ValueError, match=f"convnet {message}"):
         models.get("convnet", **options)
+
+
+def test_data_options_size_only_data_sized_models():
+    assert models.data_options("convnet", (3, 12, 16), 4) == {
+        "channels": 3,
+        "image_size": [12, 16],
+        "num_classes": 4,
+    }
+    assert models.data_options("generic", (1, 8, 8), 10)["image_size"] == [8, 8]
+    assert models.data_options("mnist_cnn", (1, 28, 28), 10) == {}
+    model = models.get("convnet", seed=0, **models.data_options("convnet", (1, 8, 8), 10))
+    assert model.input_shape == (1, 8, 8) and model.num_classes == 10

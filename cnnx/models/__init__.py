@@ -1,7 +1,14 @@
 """Model constructors by name: ``cnnx.models.get("simple_cnn", seed=0)``."""
 
 from cnnx.models.model import Model, summarize
-from cnnx.models.registry import ModelInfo, available, canonical_name, get, register
+from cnnx.models.registry import (
+    ModelInfo,
+    available,
+    canonical_name,
+    data_options,
+    get,
+    register,
+)
 from cnnx.models.zoo import (
     convnet,
     enhanced_cnn,
@@ -18,6 +25,7 @@ __all__ = [
     "available",
     "canonical_name",
     "convnet",
+    "data_options",
     "enhanced_cnn",
     "get",
     "lenet5",

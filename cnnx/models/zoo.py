@@ -175,6 +175,7 @@ def toy_convnet(
     "Conv 3×3 pad 1 (16, 32, 64, 128 filters), ReLU, MaxPool 2 until the image is about "
     "4×4, then Flatten, Linear → hidden, ReLU, Linear → classes (He init)",
     aliases=("generic",),
+    sized_from_data=True,
 )
 def convnet(
     channels: int = 1,
