@@ -590,3 +590,11 @@ def test_unlabelled_data_cannot_be_split(tmp_path):
     data = load_data_file(tmp_path / "only.npy", require_labels=False)
     with pytest.raises(DatasetError, match="has no labels"):
         data.split()
+
+
+def test_csv_quoted_values(tmp_path):
+    path = tmp_path / "q.csv"
+    path.write_text('"label","a","b","c","d"\n"cat","0","255","0","0"\n"dog","1","2","3","4"\n')
+    data = load_data_file(path)
+    assert data.class_names == ["cat", "dog"]
+    np.testing.assert_array_equal(data.X[0, 0], np.array([[0, 1], [0, 0]], dtype=np.float32))

@@ -289,7 +289,7 @@ def _parse_pixels(
     try:
         values = np.loadtxt(
             [_pixel_part(line, delimiter, label_index, n_columns) for _, line in good],
-            delimiter=delimiter, dtype=np.float64, ndmin=2, quotechar='"', comments=None,
+            delimiter=delimiter, dtype=np.float64, ndmin=2, comments=None,
         )  # fmt: skip
         if values.shape == (len(good), len(pixel_columns)):
             return values, good, []
