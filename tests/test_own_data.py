@@ -16,6 +16,7 @@ from cnnx.datasets import (
     Normalization,
     apply_preprocessing,
     load_data_file,
+    load_for_model,
     parse_image_size,
     stratified_split,
 )
@@ -598,3 +599,25 @@ def test_csv_quoted_values(tmp_path):
     data = load_data_file(path)
     assert data.class_names == ["cat", "dog"]
     np.testing.assert_array_equal(data.X[0, 0], np.array([[0, 1], [0, 0]], dtype=np.float32))
+
+
+def test_load_for_model_reads_new_inputs_like_the_training_data(tmp_path):
+    rgb = np.random.default_rng(7).integers(0, 256, size=(4, 6, 6, 3), dtype=np.uint8)
+    labels = [0, 1, 0, 1]
+    np.savez(tmp_path / "train.npz", X=rgb.transpose(0, 3, 1, 2), y=labels)
+    split = load_data_file(tmp_path / "train.npz").split(val_fraction=0, normalize=True)
+    # New inputs: a folder of larger colour images, read as the run's 3×6×6 and normalised.
+    root = tmp_path / "new"
+    for i, image in enumerate(rgb):
+        (root / str(labels[i])).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).resize((12, 12), Image.Resampling.NEAREST).save(
+            root / str(labels[i]) / f"{i}.png"
+        )
+    new = load_for_model(root, split.preprocessing, class_names=split.class_names)
+    assert new.image_shape == (3, 6, 6)
+    np.testing.assert_allclose(new.X.mean(axis=(0, 2, 3)), 0, atol=0.05)
+    # An unlabelled CSV of the wrong size is refused, naming both sizes.
+    write_csv(tmp_path / "t.csv", [[0] * 27] * 2)
+    assert load_for_model(tmp_path / "t.csv", {}).image_shape == (3, 3, 3)  # as stored
+    with pytest.raises(DatasetError, match=r"an image of 6×6 needs 36"):
+        load_for_model(tmp_path / "t.csv", split.preprocessing)

@@ -12,6 +12,7 @@ from cnnx.datasets.own import (
     apply_preprocessing,
     detect_format,
     load_data_file,
+    load_for_model,
     parse_image_size,
 )
 from cnnx.datasets.patterns import PATTERN_CLASSES, base_patterns, make_patterns
@@ -29,6 +30,7 @@ __all__ = [
     "detect_format",
     "load_data_file",
     "load_digits6x6",
+    "load_for_model",
     "load_mnist",
     "make_patterns",
     "mnist_dir",

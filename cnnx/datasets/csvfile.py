@@ -220,7 +220,9 @@ def _pixel_count_fits(count: int, image_size: tuple[int, int] | None) -> bool:
     if image_size is not None:
         h, w = image_size
         return count in (h * w, 3 * h * w)
-    return square_side(count) is not None
+    return square_side(count) is not None or (
+        count % 3 == 0 and square_side(count // 3) is not None
+    )
 
 
 def _image_shape(

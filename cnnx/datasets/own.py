@@ -45,6 +45,7 @@ __all__ = [
     "apply_preprocessing",
     "detect_format",
     "load_data_file",
+    "load_for_model",
     "parse_image_size",
 ]
 
@@ -326,6 +327,60 @@ def apply_preprocessing(X: np.ndarray, preprocessing: Mapping[str, Any] | None) 
     if not spec:
         return X
     return Normalization.from_dict(spec).apply(X)
+
+
+def load_for_model(
+    path: str | os.PathLike[str],
+    preprocessing: Mapping[str, Any] | None,
+    *,
+    format: str | None = None,
+    class_names: Sequence[str] | None = None,
+    require_labels: bool = False,
+    skip_bad: bool = False,
+    channels_last: bool | None = None,
+    label_column: str | None = None,
+) -> OwnDataset:
+    """Read new inputs the way a trained run's data was read, ready for its model.
+
+    The run's ``preprocessing`` (:attr:`SplitData.preprocessing`) gives the channels and
+    image size (images are converted and resized to them; CSV rows and arrays must
+    have them) and the normalisation, which is applied to ``X`` (and ``test``).
+
+    Args:
+        path: a folder, CSV, ``.npz`` or ``.npy`` file (any format, not only the
+            run's).
+        preprocessing: the run's stored preprocessing; None or empty reads as stored.
+        format: as in :func:`load_data_file`.
+        class_names: the model's classes; labels in the file must be among them.
+        require_labels: refuse a file without labels (evaluation).
+        skip_bad: as in :func:`load_data_file`.
+        channels_last: default: as the run's data was stored.
+        label_column: CSV: default: found from the file.
+
+    Raises:
+        DatasetError: as :func:`load_data_file`, or the samples do not have the run's
+            shape.
+    """
+    spec = dict(preprocessing or {})
+    fmt = detect_format(path) if format is None else format
+    size = spec.get("image_size")
+    if channels_last is None:
+        channels_last = bool(spec.get("channels_last", False)) and fmt != "folder"
+    data = load_data_file(
+        path, fmt, channels=spec.get("channels"), image_size=size,
+        label_column=label_column if fmt == "csv" else None, channels_last=channels_last,
+        skip_bad=skip_bad, require_labels=require_labels, class_names=class_names,
+        cache=False,
+    )  # fmt: skip
+    if size is not None and tuple(data.image_shape[1:]) != tuple(size):
+        raise DatasetError(
+            f"{data.source}: samples are {data.image_shape[1]}×{data.image_shape[2]} but the "
+            f"model was trained on {size[0]}×{size[1]}"
+        )
+    data.X = apply_preprocessing(data.X, spec)
+    if data.test is not None:
+        data.test = (apply_preprocessing(data.test[0], spec), data.test[1])
+    return data
 
 
 # ------------------------------------------------------------------------ the dispatcher
