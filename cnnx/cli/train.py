@@ -18,8 +18,9 @@ from cnnx.backends import device as resolve_device
 from cnnx.cli.options import check_optimizer_flags, optimizer_options
 from cnnx.errors import CnnxError, ConfigError
 from cnnx.runs import CONFIG, LAST, RunSpec
+from cnnx.runs.signals import EXIT_TERMINATED, RunInterrupted, Terminated, terminate_raises
 from cnnx.train import EpochRecord
-from cnnx.utils.progress import Progress
+from cnnx.utils.progress import Progress, Ticker, format_duration
 
 HYPER_FLAGS = ("lr", "momentum", "rho", "beta1", "beta2", "eps", "weight_decay")
 
@@ -145,17 +146,38 @@ def resume_spec(ctx: click.Context, params: dict[str, Any], saved: RunSpec) -> R
     return saved.replace(epochs=params["epochs"]) if explicit(ctx, "epochs") else saved
 
 
+def plural(count: int, noun: str) -> str:
+    """``"1 epoch"``, ``"3 epochs"``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 class Reporter:
-    """Shows training progress: a bar on a terminal, periodic plain lines otherwise."""
+    """Shows training progress.
+
+    On a terminal: a bar whose end always shows the latest epoch's metrics. Otherwise
+    (a log, a pipe), unless quiet: a plain line at least every ``interval`` seconds -
+    the epoch's metrics at an epoch's end, or how far the current epoch has got - and
+    one for the last epoch.
+    """
 
     def __init__(
-        self, epochs: range, samples: int, batches_per_epoch: int, quiet: bool, val_name: str
+        self,
+        epochs: range,
+        samples: int,
+        batches_per_epoch: int,
+        quiet: bool,
+        val_name: str,
+        interval: float = 10.0,
     ):
         self.last_epoch = epochs.stop - 1
+        self.epoch = epochs.start
+        self.samples = samples
+        self.seen = 0
         self.quiet = quiet
         self.val_name = val_name
         self.interactive = sys.stderr.isatty() and not quiet
-        self.every = max(1, len(epochs) // 10)
+        self.plain = not quiet and not self.interactive
+        self.ticker = Ticker(interval)
         self.per_batch = batches_per_epoch > 1
         total = len(epochs) * samples if self.per_batch else len(epochs)
         unit = "samples" if self.per_batch else "epochs"
@@ -164,6 +186,15 @@ class Reporter:
     def on_batch(self, count: int) -> None:
         if self.per_batch:
             self.bar.update(count)
+        self.seen += count
+        # The batch that ends an epoch leaves the line to on_epoch, which has its metrics.
+        if self.plain and self.seen < self.samples and self.ticker.due():
+            click.echo(
+                f"epoch {self.epoch}/{self.last_epoch}  {self.seen:,}/{self.samples:,} samples "
+                f"({100 * self.seen / max(self.samples, 1):.0f}%)  "
+                f"{format_duration(self.ticker.elapsed)} elapsed",
+                err=True,
+            )
 
     def describe(self, record: EpochRecord) -> str:
         text = f"loss {record.loss:.4f}  acc {record.accuracy:.4f}"
@@ -175,11 +206,13 @@ class Reporter:
         return text
 
     def on_epoch(self, record: EpochRecord) -> None:
+        self.epoch, self.seen = record.epoch + 1, 0
         if self.interactive:
             if not self.per_batch:
                 self.bar.update(1)
             self.bar.set_postfix(f"epoch {record.epoch}  {self.describe(record)}")
-        elif not self.quiet and (record.epoch % self.every == 0 or record.epoch == self.last_epoch):
+        elif self.plain and (record.epoch == self.last_epoch or self.ticker.due()):
+            self.ticker.mark()
             click.echo(
                 f"epoch {record.epoch}/{self.last_epoch}  {self.describe(record)}"
                 f"  {record.seconds:.3f}s",
@@ -292,6 +325,32 @@ def train(ctx: click.Context, **params: Any) -> None:
       cnnx train --output-dir runs/a --save-every 50     # later: cnnx train --resume runs/a
       cnnx train --config runs/a/config.json --seed 1 --output-dir runs/a-seed1
     """
+    with terminate_raises():
+        try:
+            _train(ctx, params)
+        except RunInterrupted as stop:
+            click.echo(interrupted_message(stop, params), err=True)
+            sys.exit(stop.exit_status)
+        except Terminated:
+            click.echo("terminated", err=True)
+            sys.exit(EXIT_TERMINATED)
+
+
+def interrupted_message(stop: RunInterrupted, params: dict[str, Any]) -> str:
+    """What an interrupted run kept, and how to continue it."""
+    what = "terminated" if stop.terminated else "interrupted"
+    run_dir = params["resume"] or params["output_dir"]
+    if run_dir is None:
+        return f"{what}: nothing was kept (no --output-dir)"
+    if stop.checkpoint is None:
+        return f"{what}: no epoch had finished, so {run_dir} was left as it was"
+    return (
+        f"{what}: epoch {stop.epoch} is saved in {stop.checkpoint}; continue with: "
+        f"cnnx train --resume {run_dir}"
+    )
+
+
+def _train(ctx: click.Context, params: dict[str, Any]) -> None:
     quiet = params["quiet"]
     resume_dir: Path | None = params["resume"]
     config_file: Path | None = params["config"]
@@ -339,8 +398,8 @@ def train(ctx: click.Context, **params: Any) -> None:
             )
             click.echo(
                 f"{action} {spec.model} ({start.model.num_parameters():,} parameters) on "
-                f"{start.data.description} with {start.optimizer!r}, {spec.epochs} epochs, "
-                f"on {start.device}",
+                f"{start.data.description} with {start.optimizer!r}, "
+                f"{plural(spec.epochs, 'epoch')}, on {start.device}",
                 err=True,
             )
 
@@ -371,6 +430,7 @@ def train(ctx: click.Context, **params: Any) -> None:
     click.echo(f"device          {outcome.device}")
     click.echo(f"model           {spec.model} ({outcome.model.num_parameters():,} parameters)")
     click.echo(f"optimizer       {outcome.optimizer!r}")
+    click.echo(f"data            {outcome.description}: {outcome.samples_read} samples read")
     click.echo(f"epochs          {last.epoch} (batch {spec.batch_size or 'full'})")
     click.echo(
         f"train accuracy  {outcome.train_accuracy:.4f}  loss {outcome.train_loss:.4f}"
@@ -383,4 +443,7 @@ def train(ctx: click.Context, **params: Any) -> None:
         )
     click.echo(f"wall time       {wall:.2f} s")
     if outcome.run_dir is not None:
-        click.echo(f"saved to        {outcome.run_dir}")
+        kept = "config.json, metrics.jsonl, last.npz" + (", best.npz" if outcome.best else "")
+        click.echo(f"saved to        {outcome.run_dir} ({kept})")
+    else:
+        click.echo("saved to        nothing: pass --output-dir DIR to keep weights and metrics")

@@ -20,6 +20,7 @@ from cnnx.nn.module import Module
 from cnnx.optim.optimizer import Optimizer
 from cnnx.runs.data import RunData, load_data
 from cnnx.runs.directory import BEST, LAST, RunDirectory, is_better
+from cnnx.runs.signals import RunInterrupted, Terminated
 from cnnx.runs.spec import RunSpec
 from cnnx.train import EpochRecord, History, evaluate, fit, predict_proba
 
@@ -221,37 +222,47 @@ def execute(
     dev = resolve_device(spec.device)
     if run_dir is None and (resume or save_every is not None):
         raise ConfigError("resume and save_every need a run directory")
-    checkpoint = None
-    if resume:
-        directory = Path(run_dir)  # type: ignore[arg-type]
-        checkpoint = load_checkpoint(directory / LAST)
-        done = int(checkpoint.epoch or 0)
-        if spec.epochs <= done:
-            raise ConfigError(
-                f"{directory}: the run already has {done} epochs; pass epochs larger than "
-                "that to continue",
-                field="epochs",
-                detail=f"the run already has {done} epochs; pass --epochs larger than that "
-                "to continue",
-            )
-    if data is None:
-        data = load_data(spec)
-    model, optimizer = build(spec)
-    check_fits(spec, model, data)
-    rng = np.random.default_rng(spec.seed)
-    initial_epoch = 0
     folder: RunDirectory | None = None
-    best = (-1.0, math.inf)
-    if checkpoint is not None:
-        checkpoint.restore_model(model)
-        checkpoint.restore_optimizer(optimizer)
-        checkpoint.restore_rng(rng)
-        initial_epoch = int(checkpoint.epoch or 0)
-        folder = RunDirectory(Path(run_dir))  # type: ignore[arg-type]
-        best = folder.best_so_far(initial_epoch)
-        folder.truncate_metrics(initial_epoch)
-    elif run_dir is not None:
-        folder = RunDirectory.create(Path(run_dir), overwrite)
+    checkpoint = None
+    initial_epoch = 0
+    if resume:
+        folder = RunDirectory.open_existing(Path(run_dir))  # type: ignore[arg-type]
+    try:
+        if folder is not None:
+            checkpoint = load_checkpoint(folder.path / LAST)
+            initial_epoch = int(checkpoint.epoch or 0)
+            if spec.epochs <= initial_epoch:
+                raise ConfigError(
+                    f"{folder.path}: the run already has {initial_epoch} epochs; pass epochs "
+                    "larger than that to continue",
+                    field="epochs",
+                    detail=f"the run already has {initial_epoch} epochs; pass --epochs larger "
+                    "than that to continue",
+                )
+        elif run_dir is not None:
+            RunDirectory.check_new(Path(run_dir), overwrite)  # before any work, creating nothing
+        if data is None:
+            data = load_data(spec)
+        model, optimizer = build(spec)
+        check_fits(spec, model, data)
+        rng = np.random.default_rng(spec.seed)
+        best = (-1.0, math.inf)
+        if checkpoint is not None and folder is not None:
+            checkpoint.restore_model(model)
+            checkpoint.restore_optimizer(optimizer)
+            checkpoint.restore_rng(rng)
+            folder.saved_epoch = initial_epoch
+            best = folder.best_so_far(initial_epoch)
+            folder.truncate_metrics(initial_epoch)
+        elif run_dir is not None:
+            folder = RunDirectory.open_new(Path(run_dir), overwrite)
+    except BaseException:
+        if folder is not None:
+            folder.close()
+        raise
+    # From here on, a new run in ``folder`` is uncommitted until its first checkpoint:
+    # if it fails before, the directory is left as it was found.
+    committed = folder is None or resume
     n_train = len(data.train[1])
     n_val = 0 if data.val is None else len(data.val[1])
     config = {
@@ -267,11 +278,6 @@ def execute(
         "class_names": data.class_names,
         "preprocessing": data.preprocessing,
     }
-    if folder is not None:
-        folder.write_config(config)
-    if on_start is not None:
-        on_start(RunStart(spec, model, optimizer, data, initial_epoch, dev))
-
     snapshot: _Snapshot | None = None
     records: list[EpochRecord] = []
 
@@ -282,13 +288,16 @@ def execute(
                     step=optimizer.step_count, **meta)  # fmt: skip
 
     def after_epoch(record: EpochRecord) -> bool | None:
-        nonlocal snapshot, best
+        nonlocal snapshot, best, committed
         records.append(record)
         if folder is not None:
             folder.append_metrics(record)
             snapshot = _Snapshot(model, optimizer, rng, record.epoch)
-            if save_every is not None and record.epoch % save_every == 0:
-                save(LAST)
+            if not committed or (save_every is not None and record.epoch % save_every == 0):
+                save(LAST)  # the first checkpoint of a new run, or a periodic one
+            if not committed:
+                folder.commit()
+                committed = True
             if record.val_accuracy is not None and is_better(
                 record.val_accuracy, record.val_loss, best
             ):
@@ -298,6 +307,10 @@ def execute(
 
     diverged: TrainingDiverged | None = None
     try:
+        if folder is not None:
+            folder.write_config(config)
+        if on_start is not None:
+            on_start(RunStart(spec, model, optimizer, data, initial_epoch, dev))
         # A diverging run is an expected, reported outcome; NumPy's overflow warnings on
         # its way to inf would only repeat that, once per layer.
         with np.errstate(over="ignore", invalid="ignore"):
@@ -306,13 +319,29 @@ def execute(
                 batch_size=spec.batch_size, rng=rng, initial_epoch=initial_epoch,
                 on_epoch=after_epoch, on_batch=on_batch,
             )  # fmt: skip
+        if folder is not None:
+            save(LAST)
     except TrainingDiverged as exc:
         diverged = exc
-    except KeyboardInterrupt:
-        # Interrupted (Ctrl-C, or SIGTERM turned into one): keep the last finished epoch.
+        if folder is not None and not committed:
+            folder.abandon()
+    except KeyboardInterrupt as exc:
+        # Ctrl-C, or SIGTERM turned into one: keep the last finished epoch, so the run can
+        # be resumed; a new run without one leaves the directory as it was found.
+        saved: Path | None = None
         if folder is not None and snapshot is not None:
             snapshot.restore(model, optimizer, rng)
             save(LAST)
+            saved = folder.path / LAST
+        elif folder is not None and not committed:
+            folder.abandon()
+        elif folder is not None and (folder.path / LAST).exists():
+            saved = folder.path / LAST
+        epoch = None if folder is None else folder.saved_epoch
+        raise RunInterrupted(saved, epoch, isinstance(exc, Terminated)) from None
+    except BaseException:
+        if folder is not None and not committed:
+            folder.abandon()
         raise
     finally:
         if folder is not None:
@@ -336,8 +365,6 @@ def execute(
             diverged=diverged,
             **common,
         )
-    if folder is not None:
-        save(LAST)
     final_train = evaluate(model, data.train[0], data.train[1])
     last = records[-1]
     return RunOutcome(
