@@ -195,8 +195,7 @@ class RunDirectory:
             reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or exc)
             if self.saved_epoch is not None and (self.path / LAST).exists():
                 intact = (
-                    f"the last checkpoint, {self.path / LAST} (epoch {self.saved_epoch}), "
-                    "is intact"
+                    f"the last checkpoint, {self.path / LAST} (epoch {self.saved_epoch}), is intact"
                 )
             else:
                 intact = "no checkpoint had been written yet"
