@@ -15,6 +15,13 @@ import click
 
 from cnnx import runs
 from cnnx.backends import device as resolve_device
+from cnnx.cli.data_flags import (
+    FILE_FLAGS,
+    file_data_options,
+    file_flags_given,
+    file_options,
+    is_workbook,
+)
 from cnnx.cli.options import check_optimizer_flags, optimizer_options
 from cnnx.errors import CnnxError, ConfigError
 from cnnx.runs import CONFIG, LAST, RunSpec
@@ -37,6 +44,7 @@ FIELD_FLAGS = {
     "dataset_options.root": "data_dir",
     "dataset_options.limit": "train_limit",
     "limit": "train_limit",
+    **{f"dataset_options.{option}": flag for flag, option in FILE_FLAGS.items()},
 }
 
 
@@ -59,6 +67,18 @@ def as_usage_error(ctx: click.Context, exc: ConfigError) -> Exception:
     return click.UsageError(f"{flag_name(param)} {value}: {exc.detail}")
 
 
+def chosen_dataset(ctx: click.Context, params: dict[str, Any]) -> str | None:
+    """The dataset the flags ask for: ``--dataset``, else ``files`` for ``--data`` that is
+    not a workbook or for own-data flags; None when they ask for none."""
+    if explicit(ctx, "dataset"):
+        return params["dataset"]
+    if params["data"] is not None and not is_workbook(params["data"]):
+        return "files"  # an image folder, CSV or NumPy file
+    if file_flags_given(params):
+        return "files"
+    return None
+
+
 def spec_from_flags(
     ctx: click.Context, base: RunSpec, params: dict[str, Any], device: str
 ) -> RunSpec:
@@ -70,9 +90,22 @@ def spec_from_flags(
     changes: dict[str, Any] = {"device": device}
     dataset = base.dataset
     options = dict(base.dataset_options)
-    if explicit(ctx, "dataset") and params["dataset"] != base.dataset:
-        dataset, options = params["dataset"], {}
+    wanted = chosen_dataset(ctx, params)
+    if wanted is not None and wanted != base.dataset:
+        dataset, options = wanted, {}
+        if wanted == "files" and params["data"] is None:
+            raise click.UsageError(
+                f"{', '.join(file_flags_given(params))} describe your own data: give it "
+                "with --data PATH (an image folder, .csv, .npz or .npy)"
+            )
     source = runs.get_source(dataset)
+    if dataset != "files" and file_flags_given(params):
+        raise click.UsageError(
+            f"{', '.join(file_flags_given(params))} apply to your own data files "
+            f"(--data PATH), not to --dataset {dataset}"
+        )
+    if dataset == "files":
+        options.update(file_options(params))
     if params["data"] is not None:
         if "path" not in source.options:
             raise click.UsageError(
@@ -118,7 +151,7 @@ RESUMABLE_FLAGS = {
 def _flag_value(spec: RunSpec, param: str) -> Any:
     if param in HYPER_FLAGS:
         return spec.hyperparameters.get(param)
-    options = {"data": "path", "data_dir": "root", "train_limit": "limit"}
+    options = {"data": "path", "data_dir": "root", "train_limit": "limit", **FILE_FLAGS}
     if param in options:
         return spec.dataset_options.get(options[param])
     return getattr(spec, {"model_name": "model"}.get(param, param))
@@ -240,9 +273,11 @@ class Reporter:
 )
 @click.option(
     "--data",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Your own 6×6 workbook in the course layout (sheet 'Data').",
+    type=click.Path(path_type=Path),
+    help="Your own data: an image folder (root/<class>/<images>), a .csv, .npz or .npy "
+    "file (see docs/datasets-own.md), or a 6×6 workbook (.xlsx) in the course layout.",
 )
+@file_data_options()
 @click.option(
     "--data-dir",
     type=click.Path(path_type=Path, file_okay=False),
@@ -255,8 +290,9 @@ class Reporter:
 @click.option(
     "--model",
     "model_name",
-    help="simple, enhanced, mnist_cnn, lenet5, mlp or toy_convnet (default: simple "
-    "for digits6x6, mnist_cnn for mnist, toy_convnet for patterns).",
+    help="simple, enhanced, mnist_cnn, lenet5, mlp, toy_convnet or convnet (sized from "
+    "the data) (default: simple for digits6x6, mnist_cnn for mnist, toy_convnet for "
+    "patterns, convnet for --data files).",
 )
 @optimizer_options
 @click.option(
@@ -321,6 +357,8 @@ def train(ctx: click.Context, **params: Any) -> None:
       cnnx train
       cnnx train --device cuda --model enhanced --optimizer rmsprop --lr 0.001
       cnnx train --data my_course_file.xlsx --epochs 600 --output-dir runs/mine
+      cnnx train --data photos/ --image-size 64 --output-dir runs/photos
+      cnnx train --data train.csv --normalize --epochs 10
       cnnx train --dataset mnist --epochs 5 --batch-size 128 --output-dir runs/mnist
       cnnx train --output-dir runs/a --save-every 50     # later: cnnx train --resume runs/a
       cnnx train --config runs/a/config.json --seed 1 --output-dir runs/a-seed1
@@ -376,7 +414,7 @@ def _train(ctx: click.Context, params: dict[str, Any]) -> None:
             base = RunSpec.from_dict(runs.read_config_file(config_file), source=str(config_file))
             device = params["device_spec"] if explicit(ctx, "device_spec") else base.device
         else:
-            base = runs.defaults(params["dataset"])
+            base = runs.defaults(chosen_dataset(ctx, params) or params["dataset"])
             device = params["device_spec"]
         dev = resolve_device(device)  # fails early, before any data is read
         spec = spec_from_flags(ctx, base, params, dev.spec)
@@ -390,6 +428,8 @@ def _train(ctx: click.Context, params: dict[str, Any]) -> None:
         batches = 1 if spec.batch_size is None else -(-n // spec.batch_size)
         epochs = range(start.initial_epoch + 1, spec.epochs + 1)
         reporter = Reporter(epochs, n, batches, quiet, start.data.val_name)
+        if not quiet and start.data.summary:
+            click.echo(start.data.summary, err=True)
         if not quiet:
             action = (
                 f"resuming at epoch {start.initial_epoch + 1} of"

@@ -29,6 +29,7 @@ from cnnx.runs.data import (
 )
 from cnnx.runs.directory import BEST, CONFIG, LAST, METRICS, RunDirectory, read_config_file
 from cnnx.runs.execute import DIVERGED, OK, RunOutcome, RunStart, build, check_fits, execute
+from cnnx.runs.files import normalize_run_data, size_model_to_data  # registers "files"
 from cnnx.runs.spec import RunSpec, defaults, optimizer_hyperparameters
 
 __all__ = [
@@ -54,7 +55,9 @@ __all__ = [
     "load_data",
     "load_source",
     "load_test",
+    "normalize_run_data",
     "optimizer_hyperparameters",
     "read_config_file",
     "register_source",
+    "size_model_to_data",
 ]

@@ -41,7 +41,11 @@ class SourceData:
         class_names: display name of each class index.
         unit: what one sample is called in messages (``"samples"``, ``"images"``).
         preprocessing: what must be applied to new inputs before the model sees them
-            (stored with the run; empty when nothing is).
+            (stored with the run; empty when nothing is). ``"normalize": True`` asks
+            :func:`load_data` to fit per-channel normalisation on the training split.
+        summary: a few lines on the data (samples per class, size, ...), or "".
+        test: a split the data came with (an image folder's ``test/``), used for
+            validation when the spec's ``val_fraction`` is None; or None.
     """
 
     X: np.ndarray
@@ -50,6 +54,8 @@ class SourceData:
     class_names: list[str]
     unit: str = "samples"
     preprocessing: Mapping[str, Any] = field(default_factory=dict)
+    summary: str = ""
+    test: Arrays | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,7 @@ class RunData:
         class_names: display name of each class index.
         preprocessing: what evaluate/predict must apply to new inputs (empty: nothing).
         samples_read: how many samples the source delivered (before ``limit``).
+        summary: the source's summary of the data (own files), or "".
     """
 
     train: Arrays
@@ -126,6 +133,7 @@ class RunData:
     class_names: list[str]
     preprocessing: dict[str, Any] = field(default_factory=dict)
     samples_read: int = 0
+    summary: str = ""
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -167,14 +175,22 @@ def load_data(spec: RunSpec) -> RunData:
 
     The source's samples (first ``dataset_options["limit"]`` of them when given) are
     split with :func:`cnnx.datasets.stratified_split` (``val_fraction``, the run's
-    seed); with ``val_fraction`` None a source with a test split (MNIST) validates on
-    it, any other uses its default share (0.2). ``val_fraction`` 0 means no validation.
+    seed); with ``val_fraction`` None a source with a test split (MNIST, an image
+    folder's ``test/``) validates on it, any other uses its default share (0.2).
+    ``val_fraction`` 0 means no validation. A source that asks for normalisation gets
+    it fitted on the training split only (:func:`cnnx.runs.files.normalize_run_data`).
 
     Raises:
         ConfigError: the split leaves no training or no validation sample (naming
             ``val_fraction`` or ``limit`` and the smallest value that works).
         DatasetError: the data cannot be read.
     """
+    from cnnx.runs.files import normalize_run_data
+
+    return normalize_run_data(_split(spec))
+
+
+def _split(spec: RunSpec) -> RunData:
     from cnnx.datasets import stratified_split
 
     source = get_source(spec.dataset)
@@ -191,10 +207,13 @@ def load_data(spec: RunSpec) -> RunData:
         class_names=list(data.class_names),
         preprocessing=dict(data.preprocessing),
         samples_read=read,
+        summary=data.summary,
     )
     fraction = spec.val_fraction
     if fraction is None and source.load_test is not None:
         return RunData((X, y), source.load_test(options), "test", **result)
+    if fraction is None and data.test is not None:
+        return RunData((X, y), data.test, "test", **result)
     if fraction is None:
         fraction = source.default_val_fraction
     if fraction == 0:

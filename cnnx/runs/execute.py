@@ -20,6 +20,7 @@ from cnnx.nn.module import Module
 from cnnx.optim.optimizer import Optimizer
 from cnnx.runs.data import RunData, load_data
 from cnnx.runs.directory import BEST, LAST, RunDirectory, is_better
+from cnnx.runs.files import size_model_to_data
 from cnnx.runs.signals import RunInterrupted, Terminated
 from cnnx.runs.spec import RunSpec
 from cnnx.train import EpochRecord, History, evaluate, fit, predict_proba
@@ -243,6 +244,7 @@ def execute(
             RunDirectory.check_new(Path(run_dir), overwrite)  # before any work, creating nothing
         if data is None:
             data = load_data(spec)
+        spec = size_model_to_data(spec, data)  # convnet: channels, image size, classes
         model, optimizer = build(spec)
         check_fits(spec, model, data)
         rng = np.random.default_rng(spec.seed)
