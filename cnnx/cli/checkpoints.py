@@ -14,6 +14,7 @@ import numpy as np
 from cnnx import runs
 from cnnx.backends import device as resolve_device
 from cnnx.checkpoint import Checkpoint, load_checkpoint
+from cnnx.cli.data_flags import file_data_options, is_own_data, load_own_inputs
 from cnnx.errors import CnnxError, DatasetError
 from cnnx.metrics import confusion_matrix, format_report, plot_confusion
 from cnnx.runs import RunSpec
@@ -63,9 +64,11 @@ def _class_names(checkpoint: Checkpoint, dataset: str | None, num_classes: int) 
 )
 @click.option(
     "--data",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="A 6×6 workbook to evaluate on (all of its samples by default).",
+    type=click.Path(path_type=Path),
+    help="Data to evaluate on, all of its samples by default: a 6×6 workbook, or an "
+    "image folder, .csv, .npz or .npy file read as the checkpoint's run read its data.",
 )
+@file_data_options(normalize=False)
 @click.option(
     "--data-dir",
     type=click.Path(path_type=Path, file_okay=False),
@@ -96,6 +99,7 @@ def evaluate(
     device_spec: str,
     batch_size: int,
     plot: Path | None,
+    **file_params: Any,
 ) -> None:
     """Loss, accuracy, per-class precision/recall and the confusion matrix of a checkpoint.
 
@@ -104,10 +108,30 @@ def evaluate(
       cnnx evaluate runs/a/last.npz                   # its own validation split
       cnnx evaluate runs/a/best.npz --split all
       cnnx evaluate runs/a/last.npz --data class_b.xlsx
+      cnnx evaluate runs/photos/best.npz --data more_photos/
       cnnx evaluate runs/mnist/last.npz --device cuda
     """
     dev = resolve_device(device_spec)
     checkpoint, model, saved = _open(checkpoint_path)
+    if data is not None and is_own_data(data, saved.dataset if saved is not None else None):
+        # New files of your own: read as the run read its data, with its stored
+        # normalisation (not statistics of the new files).
+        if split not in (None, "all"):
+            raise click.UsageError(f"--split {split}: --data {data} is evaluated as a whole")
+        X, y, description, notes = load_own_inputs(
+            data, checkpoint.extra, file_params, require_labels=True
+        )
+        for note in notes:
+            click.echo(f"note: {note}", err=True)
+        dataset, split = "files", "all"
+        _report(checkpoint_path, checkpoint, model, X, y, description, split, dataset, dev,
+                batch_size, plot)  # fmt: skip
+        return
+    if any(v is not None for v in file_params.values()):
+        raise click.UsageError(
+            "--format, --channels, --image-size, --label-column, --channels-last and "
+            "--skip-bad apply to --data with an image folder, .csv, .npz or .npy file"
+        )
     dataset = dataset or (saved.dataset if saved is not None else "digits6x6")
     if saved is not None and saved.dataset == dataset:
         spec = saved
@@ -146,6 +170,15 @@ def evaluate(
             if loaded.val is None:
                 raise CnnxError("the checkpoint's run had no validation split; use --split all")
             X, y = loaded.val
+    _report(checkpoint_path, checkpoint, model, X, y, description, split, dataset, dev,
+            batch_size, plot)  # fmt: skip
+
+
+def _report(
+    checkpoint_path: Path, checkpoint: Checkpoint, model: Any, X: np.ndarray, y: np.ndarray,
+    description: str, split: str, dataset: str, dev: Any, batch_size: int, plot: Path | None,
+) -> None:  # fmt: skip
+    """Evaluate ``model`` on ``(X, y)`` and print the report (``cnnx evaluate``)."""
     if tuple(X.shape[1:]) != tuple(model.input_shape):
         raise DatasetError(
             f"{dataset} samples have shape {tuple(X.shape[1:])} but {model.name} expects "
@@ -225,23 +258,39 @@ def load_inputs(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     "--device", "device_spec", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto."
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=1024, show_default=True)
+@file_data_options(normalize=False, format_flag="--input-format")
 def predict(
-    checkpoint_path: Path, input_path: Path, fmt: str, device_spec: str, batch_size: int
+    checkpoint_path: Path,
+    input_path: Path,
+    fmt: str,
+    device_spec: str,
+    batch_size: int,
+    **file_params: Any,
 ) -> None:
     """Class and probabilities for each sample of INPUT.
 
     INPUT is a workbook in the 6×6 layout (labels optional), an IDX image file
-    (e.g. t10k-images-idx3-ubyte.gz), or a .npy array of shape (N, C, H, W) or
-    (C, H, W) (uint8 values are divided by 255).
+    (e.g. t10k-images-idx3-ubyte.gz), a .npy array of shape (N, C, H, W) or
+    (C, H, W) (uint8 values are divided by 255), or your own data: an image folder
+    (class folders optional), a .csv (a label column optional, e.g. Kaggle's
+    test.csv) or an .npz file, read as the checkpoint's run read its data.
 
     \b
     Examples:
       cnnx predict runs/a/last.npz my_digits.xlsx
       cnnx predict runs/mnist/last.npz images.npy --format json
+      cnnx predict runs/kaggle/best.npz test.csv --format csv
     """
     dev = resolve_device(device_spec)
     checkpoint, model, saved = _open(checkpoint_path)
-    X, labels = load_inputs(input_path)
+    if is_own_data(input_path, saved.dataset if saved is not None else None):
+        X, labels, _, notes = load_own_inputs(
+            input_path, checkpoint.extra, file_params, require_labels=False
+        )
+        for note in notes:
+            click.echo(f"note: {note}", err=True)
+    else:
+        X, labels = load_inputs(input_path)
     if tuple(X.shape[1:]) != tuple(model.input_shape):
         raise DatasetError(
             f"{input_path}: samples have shape {tuple(X.shape[1:])} but {model.name} "

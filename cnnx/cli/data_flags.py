@@ -20,7 +20,9 @@ __all__ = [
     "file_data_options",
     "file_flags_given",
     "file_options",
+    "is_own_data",
     "is_workbook",
+    "load_own_inputs",
     "parse_image_size_flag",
 ]
 
@@ -118,3 +120,52 @@ def file_options(params: dict[str, Any]) -> dict[str, Any]:
     return {
         option: params[name] for name, option in FILE_FLAGS.items() if params.get(name) is not None
     }
+
+
+def is_own_data(path: Path, dataset: str | None) -> bool:
+    """Whether ``path`` is read as own data (not a workbook, IDX file or bare array):
+    a folder, a ``.csv`` or ``.npz`` file, or any non-workbook file when the checkpoint's
+    run trained on own data (so its preprocessing applies)."""
+    if is_workbook(path):
+        return False
+    if Path(path).is_dir() or Path(path).suffix.lower() in (".csv", ".tsv", ".npz"):
+        return True
+    return dataset == "files" and Path(path).suffix.lower() == ".npy"
+
+
+def load_own_inputs(
+    path: Path, extra: dict[str, Any], params: dict[str, Any], *, require_labels: bool
+):
+    """Read ``path`` the way a checkpoint's run read its data.
+
+    Args:
+        path: a folder, CSV, ``.npz`` or ``.npy`` file.
+        extra: the checkpoint's stored extras (``preprocessing``, ``class_names``).
+        params: the command's flags (format, channels, image size, label column,
+            channels-last, skip-bad override the stored preprocessing).
+        require_labels: refuse unlabelled data (evaluation).
+
+    Returns:
+        ``(X, y or None, description, notes)``: every sample, including a given test
+        part, normalised as the run's training data was.
+    """
+    import numpy as np
+
+    from cnnx.datasets import load_for_model
+
+    preprocessing = dict(extra.get("preprocessing") or {})
+    for name in ("channels", "image_size"):
+        if params.get(name) is not None:
+            preprocessing[name] = params[name]
+    names = extra.get("class_names")
+    data = load_for_model(
+        path, preprocessing, format=params.get("data_format"),
+        class_names=names if isinstance(names, list) and names else None,
+        require_labels=require_labels, skip_bad=bool(params.get("skip_bad")),
+        channels_last=params.get("channels_last"), label_column=params.get("label_column"),
+    )  # fmt: skip
+    X, y = data.X, data.y
+    if data.test is not None:
+        X = np.concatenate([X, data.test[0]])
+        y = None if y is None or data.test[1] is None else np.concatenate([y, data.test[1]])
+    return X, y, f"{data.source} ({len(X)} samples)", list(data.notes)
