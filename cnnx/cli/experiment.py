@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from cnnx import runs
+from cnnx.cli.data_flags import file_data_options, file_flags_given, file_options, is_workbook
 from cnnx.cli.options import OPTIMIZER_FLAGS
 from cnnx.experiment.grid import (
     DATASET_OPTIONS,
@@ -76,9 +77,23 @@ def _given(ctx: click.Context, name: str) -> bool:
 def dataset_options(params: dict[str, Any], dataset: str) -> dict[str, Any]:
     """The dataset options from --data, --data-dir, --train-limit and --dataset-option."""
     options = parse_assignments("--dataset-option", params["dataset_option"], many=False)
+    if dataset != "files" and file_flags_given(params):
+        raise click.UsageError(
+            f"{', '.join(file_flags_given(params))} apply to your own data files "
+            f"(--data PATH), not to --dataset {dataset}"
+        )
+    if dataset == "files":
+        if params["data"] is None:
+            raise click.UsageError(
+                "--dataset files needs --data PATH (a folder, .csv, .npz or .npy)"
+            )
+        options.update(file_options(params))
     if params["data"] is not None:
-        if dataset != "digits6x6":
-            raise click.UsageError("--data is a 6×6 workbook; it applies to digits6x6 only")
+        if dataset not in ("digits6x6", "files"):
+            raise click.UsageError(
+                "--data is a 6×6 workbook or your own image folder, .csv, .npz or .npy "
+                f"file; it does not apply to {dataset}"
+            )
         options["path"] = str(params["data"])
     if params["data_dir"] is not None:
         if dataset != "mnist":
@@ -95,9 +110,18 @@ def dataset_options(params: dict[str, Any], dataset: str) -> dict[str, Any]:
     return options
 
 
+def own_dataset(params: dict[str, Any]) -> str | None:
+    """``"files"`` when --data names your own data (not a workbook) or own-data flags are
+    given, else None."""
+    data = params["data"]
+    if (data is not None and not is_workbook(data)) or file_flags_given(params):
+        return "files"
+    return None
+
+
 def custom_grid(params: dict[str, Any]) -> list[RunConfig]:
     """The configurations described by the grid flags, with ``cnnx train``'s defaults."""
-    dataset = params["dataset"] or "digits6x6"
+    dataset = params["dataset"] or own_dataset(params) or "digits6x6"
     defaults = runs.defaults(dataset)
     optimizers = list(params["optimizers"]) or [defaults.optimizer]
     hyper = {k: list(params[k]) for k in HYPER_FLAGS if params[k]}
@@ -217,9 +241,11 @@ def _float_flag(name: str, text: str) -> Any:
 )
 @click.option(
     "--data",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Your own 6×6 workbook (digits6x6 grids and presets).",
+    type=click.Path(path_type=Path),
+    help="Your own data: an image folder, .csv, .npz or .npy file (dataset files), or a "
+    "6×6 workbook (digits6x6 grids and presets).",
 )
+@file_data_options()
 @click.option(
     "--data-dir", type=click.Path(path_type=Path, file_okay=False), help="MNIST directory."
 )

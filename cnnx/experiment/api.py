@@ -22,7 +22,7 @@ from cnnx.experiment.store import (
     SUMMARY_MD,
     ExperimentDirectory,
 )
-from cnnx.runs import build, check_fits, load_data
+from cnnx.runs import build, check_fits, load_data, size_model_to_data
 
 
 @dataclass
@@ -98,6 +98,7 @@ def check_config(config: RunConfig) -> None:
     try:
         spec = config.spec(0)
         data = load_data(spec)
+        spec = size_model_to_data(spec, data)  # as runs.execute does (convnet)
         model, _ = build(spec)
         check_fits(spec, model, data)
     except ConfigError as exc:
