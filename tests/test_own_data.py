@@ -621,3 +621,9 @@ def test_load_for_model_reads_new_inputs_like_the_training_data(tmp_path):
     assert load_for_model(tmp_path / "t.csv", {}).image_shape == (3, 3, 3)  # as stored
     with pytest.raises(DatasetError, match=r"an image of 6×6 needs 36"):
         load_for_model(tmp_path / "t.csv", split.preprocessing)
+
+
+def test_new_folder_may_hold_some_of_the_model_classes(tmp_path):
+    root = write_folder(tmp_path / "d", grey_images(2), [0, 0], ["dog"])
+    data = load_data_file(root, class_names=["cat", "dog", "emu"])
+    assert data.class_names == ["cat", "dog", "emu"] and data.y.tolist() == [1, 1]

@@ -93,11 +93,11 @@ def spec_from_flags(
     wanted = chosen_dataset(ctx, params)
     if wanted is not None and wanted != base.dataset:
         dataset, options = wanted, {}
-        if wanted == "files" and params["data"] is None:
-            raise click.UsageError(
-                f"{', '.join(file_flags_given(params))} describe your own data: give it "
-                "with --data PATH (an image folder, .csv, .npz or .npy)"
-            )
+    if dataset == "files" and params["data"] is None and "path" not in options:
+        given = ", ".join(file_flags_given(params)) or "--dataset files"
+        raise click.UsageError(
+            f"{given}: give your own data with --data PATH (an image folder, .csv, .npz or .npy)"
+        )
     source = runs.get_source(dataset)
     if dataset != "files" and file_flags_given(params):
         raise click.UsageError(

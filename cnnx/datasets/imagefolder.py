@@ -104,6 +104,7 @@ def load_image_folder(
             return cached
 
     Image, _ = _pillow()
+    expected = {f.label for f in files if f.split == 0 and f.label >= 0}
     bad: list[_File] = []
     good = []
     for f in files:
@@ -115,7 +116,7 @@ def load_image_folder(
         else:
             raise DatasetError(f"{f.path}: {f.problem}")
     files = good
-    _check_classes(root, files, names, bad)
+    _check_classes(root, files, names, bad, expected)
 
     n_channels = channels or (1 if all(f.grey for f in files) else 3)
     if image_size is None:
@@ -130,7 +131,7 @@ def load_image_folder(
                 raise DatasetError(f"{f.path}: {f.problem}")
             bad.append(f)
         files = [f for f in files if f not in mismatched]
-        _check_classes(root, files, names, bad)
+        _check_classes(root, files, names, bad, expected)
     else:
         size = image_size
     wide = any(f.wide for f in files)
@@ -152,7 +153,7 @@ def load_image_folder(
     if not keep.all():
         raw = raw[keep]
         files = [f for f, k in zip(files, keep, strict=True) if k]
-        _check_classes(root, files, names, bad)
+        _check_classes(root, files, names, bad, expected)
     if not files:
         raise DatasetError(f"{source}: no readable images (empty dataset)")
 
@@ -165,7 +166,7 @@ def load_image_folder(
     split = np.asarray([f.split for f in files], dtype=np.int8)
     meta = {
         "class_names": list(names),
-        "labelled": bool(names),
+        "labelled": bool(names) and all(f.label >= 0 for f in files),
         "test_name": test_name,
         "notes": notes,
         "skipped": [f.name for f in bad],
@@ -341,14 +342,13 @@ def _ignored_note(root: Path, ignored: list[Path], notes: list[str]) -> list[str
     return notes
 
 
-def _check_classes(root: Path, files: list[_File], names: list[str], bad: list[_File]) -> None:
-    """Every class of the training part must keep at least one usable image."""
-    if not names:
-        return
+def _check_classes(
+    root: Path, files: list[_File], names: list[str], bad: list[_File], expected: set[int]
+) -> None:
+    """Every class folder of the training part must keep at least one usable image."""
     present = {f.label for f in files if f.split == 0}
-    for k, name in enumerate(names):
-        if k in present:
-            continue
+    for k in sorted(expected - present):
+        name = names[k]
         lost = [f for f in bad if f.label == k and f.split == 0]
         folder = lost[0].path.parent if lost else root / name
         detail = f"; first: {lost[0].name}: {lost[0].problem}" if lost else ""
