@@ -61,6 +61,7 @@ def test_folder_round_trip_png_greyscale(tmp_path):
     np.testing.assert_array_equal(data.X[:, 0], images[order] / np.float32(255))
     assert data.scaling == "8-bit images divided by 255"
     assert data.options == {"channels": 1, "image_size": [5, 7]}
+    assert data.sample_names[:2] == [str(Path("cat") / "000.png"), str(Path("cat") / "003.png")]
     assert data.notes == []
 
 

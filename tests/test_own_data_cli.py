@@ -108,6 +108,7 @@ def test_predict_and_evaluate_read_files_like_the_run(digits, tmp_path):
     assert predicted.exit_code == 0, predicted.output
     rows = json.loads(predicted.output)
     assert len(rows) == 20 and set(rows[0]) >= {"sample", "predicted", "p_0", "p_9"}
+    assert [row["sample"] for row in rows[:2]] == ["row 2", "row 3"]  # the header is row 1
     hits = sum(
         row["predicted"] == str(label)
         for row, label in zip(rows, digits["labels"][:20], strict=True)
@@ -139,7 +140,7 @@ def test_predict_prints_folder_class_names(tmp_path):
     Image.fromarray(np.full((12, 12), 225, dtype=np.uint8)).save(new / "a.png")  # resized
     predicted = run("predict", out / "last.npz", new)
     assert predicted.exit_code == 0, predicted.output
-    assert "p_cat" in predicted.output and re.search(r"^\s+0\s+dog\s", predicted.output, re.M)
+    assert "p_cat" in predicted.output and re.search(r"^\s+a\.png\s+dog\s", predicted.output, re.M)
 
 
 def test_experiment_runs_a_grid_on_own_data(digits, tmp_path):

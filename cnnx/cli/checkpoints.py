@@ -118,7 +118,7 @@ def evaluate(
         # normalisation (not statistics of the new files).
         if split not in (None, "all"):
             raise click.UsageError(f"--split {split}: --data {data} is evaluated as a whole")
-        X, y, description, notes = load_own_inputs(
+        X, y, description, notes, _ = load_own_inputs(
             data, checkpoint.extra, file_params, require_labels=True
         )
         for note in notes:
@@ -283,8 +283,9 @@ def predict(
     """
     dev = resolve_device(device_spec)
     checkpoint, model, saved = _open(checkpoint_path)
+    sample_names = None
     if is_own_data(input_path, saved.dataset if saved is not None else None):
-        X, labels, _, notes = load_own_inputs(
+        X, labels, _, notes, sample_names = load_own_inputs(
             input_path, checkpoint.extra, file_params, require_labels=False
         )
         for note in notes:
@@ -301,7 +302,8 @@ def predict(
     predicted = probs.argmax(axis=1)
     rows = []
     for i in range(len(X)):
-        row: dict[str, Any] = {"sample": i, "predicted": names[predicted[i]]}
+        row: dict[str, Any] = {"sample": i if sample_names is None else sample_names[i]}
+        row["predicted"] = names[predicted[i]]
         if labels is not None:
             row["label"] = names[labels[i]] if labels[i] >= 0 else None
         for k, name in enumerate(names):

@@ -146,8 +146,8 @@ def load_own_inputs(
         require_labels: refuse unlabelled data (evaluation).
 
     Returns:
-        ``(X, y or None, description, notes)``: every sample, including a given test
-        part, normalised as the run's training data was.
+        ``(X, y or None, description, notes, sample names or None)``: every sample,
+        including a given test part, normalised as the run's training data was.
     """
     import numpy as np
 
@@ -168,4 +168,4 @@ def load_own_inputs(
     if data.test is not None:
         X = np.concatenate([X, data.test[0]])
         y = None if y is None or data.test[1] is None else np.concatenate([y, data.test[1]])
-    return X, y, f"{data.source} ({len(X)} samples)", list(data.notes)
+    return X, y, f"{data.source} ({len(X)} samples)", list(data.notes), data.sample_names

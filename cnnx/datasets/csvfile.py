@@ -158,7 +158,7 @@ def load_csv(
     }
     return OwnDataset(
         X, y, names, source, "csv", notes=notes, skipped=[name for name, _ in bad],
-        scaling=scaling, options=options,
+        scaling=scaling, options=options, sample_names=[f"row {n}" for n, _ in good],
     )  # fmt: skip
 
 

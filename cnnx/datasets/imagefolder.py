@@ -170,6 +170,8 @@ def load_image_folder(
         "test_name": test_name,
         "notes": notes,
         "skipped": [f.name for f in bad],
+        "sample_names": [f.name for f in files if f.split == 0]
+        + [f.name for f in files if f.split == 1],
         "options": {"channels": n_channels, "image_size": [int(size[0]), int(size[1])]},
     }
     data = _dataset(source, raw, labels, split, meta)
@@ -189,7 +191,7 @@ def _dataset(
         X[train], labels[train] if meta["labelled"] else None, list(meta["class_names"]),
         source, "folder", notes=list(meta["notes"]), skipped=list(meta["skipped"]),
         scaling="16-bit images divided by 65535" if wide else "8-bit images divided by 255",
-        options=dict(meta["options"]),
+        options=dict(meta["options"]), sample_names=list(meta["sample_names"]),
     )  # fmt: skip
     if meta["test_name"] is not None:
         data.test = (X[~train], labels[~train])

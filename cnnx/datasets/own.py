@@ -110,6 +110,9 @@ class OwnDataset:
         scaling: how pixel values were scaled, in words.
         options: the loading options that new inputs must be read with (channels,
             image size, ...); stored in a run's ``preprocessing``.
+        sample_names: where each sample came from (an image's path relative to the
+            folder, ``"row 7"`` of a CSV), for the samples of ``X`` followed by those
+            of ``test``; None for arrays.
     """
 
     X: np.ndarray
@@ -123,6 +126,7 @@ class OwnDataset:
     skipped: list[str] = field(default_factory=list)
     scaling: str = ""
     options: dict[str, Any] = field(default_factory=dict)
+    sample_names: list[str] | None = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
