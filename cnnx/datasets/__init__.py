@@ -3,6 +3,7 @@ your own data (image folders, CSV files, NumPy arrays; see :mod:`cnnx.datasets.o
 
 from cnnx.datasets.digits6x6 import DIGITS6X6_CLASSES, load_digits6x6, write_digits6x6
 from cnnx.datasets.idx import read_idx, write_idx
+from cnnx.datasets.imagefolder import read_images
 from cnnx.datasets.mnist import load_mnist, mnist_dir
 from cnnx.datasets.own import (
     FORMATS,
@@ -36,6 +37,7 @@ __all__ = [
     "mnist_dir",
     "parse_image_size",
     "read_idx",
+    "read_images",
     "stratified_split",
     "write_digits6x6",
     "write_idx",
