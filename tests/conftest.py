@@ -81,15 +81,21 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 def device(request) -> cnnx.Device:
-    """The device under test: ``cpu`` (NumPy) or a GPU (CuPy, GPU-marked)."""
+    """The device under test: ``cpu`` (NumPy) or a GPU (CuPy, GPU-marked).
+
+    The test body runs with that GPU current (as code inside ``with dev:`` does),
+    so on ``cuda:1`` a test's own arithmetic on its results runs where they live.
+    """
     if request.param == "cpu":
-        return cnnx.device("cpu")
+        yield cnnx.device("cpu")
+        return
     dev = cnnx.device(_GPU_SPEC)
     # The cuda case must really be CuPy on the intended GPU, or it tests nothing new.
     probe = dev.asarray(np.zeros(2, dtype=np.float32))
     assert dev.kind == "cuda" and dev.xp.__name__ == "cupy", dev
     assert type(probe) is dev.xp.ndarray and int(probe.device.id) == dev.index
-    return dev
+    with dev:
+        yield dev
 
 
 def _on_device(array, dev: cnnx.Device) -> bool:
