@@ -113,8 +113,7 @@ def on_device():
         *arrays, dev = arrays_then_device
         for i, array in enumerate(arrays):
             assert _on_device(array, dev), (
-                f"array {i} ({type(array).__module__}.{type(array).__name__}) "
-                f"is not on {dev!r}"
+                f"array {i} ({type(array).__module__}.{type(array).__name__}) is not on {dev!r}"
             )
 
     return check
