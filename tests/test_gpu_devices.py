@@ -232,6 +232,16 @@ def test_optimizer_state_with_device_arrays_loads(on_device):
             np.testing.assert_array_equal(to_host(value), to_host(opt.state[name][key]))
 
 
+def test_metrics_take_device_labels(device):
+    from cnnx.metrics import confusion_matrix, per_class
+
+    y_true = device.asarray(np.array([0, 1, 2, 2]))
+    y_pred = device.asarray(np.array([0, 2, 2, 2]))
+    matrix = confusion_matrix(y_true, y_pred, 3)
+    np.testing.assert_array_equal(matrix, [[1, 0, 0], [0, 0, 1], [0, 0, 2]])
+    np.testing.assert_allclose(per_class(device.asarray(matrix)).recall, [1.0, 0.0, 1.0])
+
+
 # -- convolution errors ------------------------------------------------------------------
 
 
