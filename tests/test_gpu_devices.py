@@ -16,6 +16,7 @@ import pytest
 import cnnx
 from cnnx import nn, optim
 from cnnx.backends import _cupy, device_of, to_host
+from cnnx.models.registry import available
 from cnnx.nn import functional as F
 
 
@@ -34,6 +35,60 @@ def small_model(seed=0):
         nn.Dropout(0.25, rng=seed),
         nn.Linear(16, 3, rng=seed + 1),
     )
+
+
+# -- results of the cuda case are arrays of that device ------------------------------
+
+
+LAYERS = [
+    ("conv", lambda: nn.Conv2D(2, 3, 3, padding=1, rng=0), (4, 2, 6, 6)),
+    ("conv_stride", lambda: nn.Conv2D(2, 3, 3, stride=2, rng=0), (4, 2, 7, 7)),
+    ("linear", lambda: nn.Linear(5, 3, rng=0), (4, 5)),
+    ("flatten", nn.Flatten, (4, 2, 3, 3)),
+    ("relu", nn.ReLU, (4, 2, 3, 3)),
+    ("relu_inplace", lambda: nn.ReLU(inplace=True), (4, 2, 3, 3)),
+    ("leaky_relu", nn.LeakyReLU, (4, 5)),
+    ("sigmoid", nn.Sigmoid, (4, 5)),
+    ("tanh", nn.Tanh, (4, 5)),
+    ("maxpool", lambda: nn.MaxPool2D(2), (4, 2, 6, 6)),
+    ("maxpool_overlap", lambda: nn.MaxPool2D(3, stride=1), (4, 2, 5, 5)),
+    ("maxpool_cropped", lambda: nn.MaxPool2D(2), (4, 2, 5, 5)),
+    ("avgpool", lambda: nn.AvgPool2D(2), (4, 2, 6, 6)),
+    ("batchnorm1d", lambda: nn.BatchNorm1D(5), (4, 5)),
+    ("batchnorm2d", lambda: nn.BatchNorm2D(2), (4, 2, 3, 3)),
+    ("dropout", lambda: nn.Dropout(0.5, rng=0), (4, 5)),
+]
+
+
+@pytest.mark.parametrize(("name", "make", "shape"), LAYERS, ids=[n for n, _, _ in LAYERS])
+def test_every_layer_computes_on_its_device(device, on_device, name, make, shape):
+    layer = make().to(device)
+    x = device.asarray(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
+    for training in (True, False):
+        layer.train(training)
+        y = layer(x.copy())
+        gx = layer.backward(device.asarray(np.ones(y.shape, dtype=np.float32)))
+        on_device(y, gx, device)
+        for p in layer.parameters():
+            on_device(p.data, p.grad, device)
+        for _, b in layer.named_buffers():
+            on_device(b, device)
+
+
+@pytest.mark.parametrize("model_name", sorted(info.name for info in available()))
+def test_every_model_trains_on_its_device(device, on_device, model_name):
+    model = cnnx.models.get(model_name, seed=0)
+    shape = model.input_shape
+    rng = np.random.default_rng(0)
+    X = rng.random((8, *shape), dtype=np.float32)
+    y = rng.integers(0, model.num_classes, 8)
+    opt = optim.Momentum(model.named_parameters(), lr=0.01)
+    cnnx.fit(model, opt, (X, y), epochs=1, batch_size=4, device=device)
+    on_device(*(p.data for p in model.parameters()), device)
+    on_device(*(v for st in opt.state.values() for v in st.values()), device)
+    loss_fn = nn.SoftmaxCrossEntropy()
+    loss = loss_fn(model(device.asarray(X)), device.asarray(y))
+    on_device(loss, loss_fn.backward(), device)
 
 
 # -- nested and concurrent device contexts --------------------------------------------
