@@ -23,6 +23,12 @@ from cnnx.datasets import load_data_file
 sklearn_datasets = pytest.importorskip("sklearn.datasets")
 
 
+@pytest.fixture(autouse=True)
+def _no_shared_cache(monkeypatch):
+    # CI points CNNX_DATA_DIR at shared data; folder caches of these tests stay in tmp.
+    monkeypatch.delenv("CNNX_DATA_DIR", raising=False)
+
+
 def run(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
