@@ -85,6 +85,7 @@ def test_train_prints_the_summary_and_stores_names_and_normalisation(digits, tmp
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "classes   0 178, 1 182" in result.output
+    assert "split     train 1,438, val 359" in result.output
     assert "normalised per channel with the training split's mean/std" in result.output
     config = json.loads((out / "config.json").read_text())
     assert config["dataset"] == "files" and config["model"] == "convnet"

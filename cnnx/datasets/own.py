@@ -163,12 +163,13 @@ class OwnDataset:
             "or collect more of the small ones"
         ]
 
-    def summary(self, split: tuple[int, int, str] | None = None) -> str:
+    def summary(self, split: tuple[int, int, str] | None = None, show_split: bool = True) -> str:
         """A few lines: source, samples per class, image size, channels, values, splits.
 
         Args:
             split: ``(train samples, validation samples, validation name)`` to report
                 instead of the split the data came with.
+            show_split: with False, no split line at all (the caller adds its own).
         """
         c, h, w = self.image_shape
         kind = {"folder": "image folder", "csv": "CSV file", "npz": ".npz arrays"}
@@ -195,7 +196,9 @@ class OwnDataset:
             if len(shown) > 12:
                 shown = [*shown[:10], f"… {len(shown) - 10} more (fewest {counts.min():,})"]
             lines.append("classes   " + ", ".join(shown))
-        if split is not None:
+        if not show_split:
+            pass
+        elif split is not None:
             n_train, n_val, name = split
             lines.append(f"split     train {n_train:,}, {name} {n_val:,}")
         elif self.test is not None:

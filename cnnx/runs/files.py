@@ -75,19 +75,25 @@ def _load(options: Mapping[str, Any], seed: int) -> SourceData:
     return SourceData(
         data.X, data.y, data.source, list(data.class_names),
         unit="images" if data.format == "folder" else "samples",
-        preprocessing=preprocessing, summary=data.summary(), test=test,
+        preprocessing=preprocessing, summary=data.summary(show_split=False), test=test,
     )  # fmt: skip
 
 
 def normalize_run_data(data: RunData) -> RunData:
     """Fit per-channel normalisation on ``data.train`` and apply it to train and val, when
-    the source asked for it (``preprocessing["normalize"] is True``); else ``data`` as is.
+    the source asked for it (``preprocessing["normalize"] is True``); a source's summary
+    gets the split sizes.
 
     The statistics replace the request in ``preprocessing``
     (``{"mean": [...], "std": [...]}``), which the run stores with its checkpoints.
     """
     from cnnx.datasets import Normalization
 
+    if data.summary:
+        n_val = 0 if data.val is None else len(data.val[1])
+        data = replace(data, summary=_insert_line(
+            data.summary, f"split     train {len(data.train[1]):,}, {data.val_name} {n_val:,}"
+        ))  # fmt: skip
     if data.preprocessing.get("normalize") is not True:
         return data
     norm = Normalization.fit(data.train[0])
@@ -96,6 +102,13 @@ def normalize_run_data(data: RunData) -> RunData:
     preprocessing = {**data.preprocessing, "normalize": norm.to_dict()}
     summary = f"{data.summary}\nnote      {norm.describe()}" if data.summary else data.summary
     return replace(data, train=train, val=val, preprocessing=preprocessing, summary=summary)
+
+
+def _insert_line(summary: str, line: str) -> str:
+    """``line`` after the summary's description lines, before its notes and warnings."""
+    lines = summary.splitlines()
+    at = next((i for i, t in enumerate(lines) if t.startswith(("note", "warning"))), len(lines))
+    return "\n".join([*lines[:at], line, *lines[at:]])
 
 
 def size_model_to_data(spec: RunSpec, data: RunData) -> RunSpec:
