@@ -182,7 +182,7 @@ def test_bad_and_unlabelled_files_are_one_line_errors(tmp_path, digits):
         f"error: {bad}: row 3, column 3 ('b') is 'x', not a number"
     )
     skipped = run("train", "--data", bad, "--skip-bad", "--epochs", 1, "--val-fraction", 0)
-    assert "skipped 1 bad rows: row 3" in skipped.output
+    assert "skipped 1 bad row: row 3" in skipped.output
     unlabelled = run("train", "--data", digits["test_csv"], "--label-column", "none")
     assert unlabelled.exit_code == 1
     assert "labels are needed here" in unlabelled.output

@@ -554,6 +554,7 @@ def skipped_note(what: str, reasons: Sequence[tuple[str, str]]) -> str:
     """A note listing the first few skipped items with the first item's reason."""
     names = [name for name, _ in reasons]
     first_name, first_reason = reasons[0]
+    what = what.removesuffix("s") if len(reasons) == 1 else what
     return (
         f"skipped {len(reasons)} bad {what}: {name_list(names)} "
         f"(first: {first_name}: {first_reason})"
