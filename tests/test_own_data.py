@@ -628,3 +628,17 @@ def test_new_folder_may_hold_some_of_the_model_classes(tmp_path):
     root = write_folder(tmp_path / "d", grey_images(2), [0, 0], ["dog"])
     data = load_data_file(root, class_names=["cat", "dog", "emu"])
     assert data.class_names == ["cat", "dog", "emu"] and data.y.tolist() == [1, 1]
+
+
+def test_folder_train_alone_and_train_val_test(tmp_path):
+    root = tmp_path / "d"
+    write_folder(root / "train", grey_images(4), [0, 1, 0, 1], ["a", "b"])
+    alone = load_data_file(root)
+    assert alone.class_names == ["a", "b"] and alone.test is None and len(alone.X) == 4
+    write_folder(root / "val", grey_images(2), [0, 1], ["a", "b"])
+    write_folder(root / "test", grey_images(3), [0, 1, 1], ["a", "b"])
+    data = load_data_file(root)
+    assert data.test_name == "val" and len(data.test[0]) == 2
+    assert any(
+        note.startswith("test/ is not read: val/ is the validation split") for note in data.notes
+    )

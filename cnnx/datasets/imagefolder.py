@@ -2,7 +2,9 @@
 
 * Classes are the sub-folders of ``root``, sorted by name; images may sit in nested
   folders below a class folder. With ``root/train/<class>/...`` and
-  ``root/test/<class>/...`` (or ``root/val/...``) the two parts are given splits.
+  ``root/test/<class>/...`` (or ``root/val/...``) the two parts are given splits
+  (with both ``val`` and ``test``, ``val`` is the validation split and ``test`` is not
+  read, left for a final check); ``root/train/<class>/...`` alone is read as ``root``.
 * PNG, JPEG, BMP and GIF (first frame) files are read with Pillow (the ``images`` extra);
   other files are ignored and counted in a note; hidden files (``.DS_Store``) are not.
   A JPEG's EXIF orientation is applied, as a photo viewer would.
@@ -276,17 +278,27 @@ def _scan(
     notes: list[str] = []
     folders = _subfolders(root)
     lower = {p.name.lower(): p for p in folders}
+    # root/train/<class>/... (with test/ or val/ beside it, or alone) is the split
+    # layout; a lone "train" folder of images is a class named train.
     split_layout = (
         "train" in lower
         and set(lower) <= set(_SPLIT_NAMES)
-        and len(lower) == 2
         and all(_subfolders(p) for p in folders)
     )
     if split_layout:
         train_dir = lower["train"]
-        test_dir = lower.get("test") or lower["val"]
-        test_name = test_dir.name.lower()
-        parts = [(0, train_dir), (1, test_dir)]
+        parts = [(0, train_dir)]
+        test_name = None
+        held = lower.get("val") or lower.get("test")
+        if held is not None:
+            test_name = held.name.lower()
+            parts.append((1, held))
+        if "val" in lower and "test" in lower:
+            notes.append(
+                f"{lower['test'].name}/ is not read: {lower['val'].name}/ is the validation "
+                f"split; evaluate on it afterwards with cnnx evaluate --data "
+                f"{lower['test']}"
+            )
     else:
         test_name = None
         parts = [(0, root)]
