@@ -642,3 +642,13 @@ def test_folder_train_alone_and_train_val_test(tmp_path):
     assert any(
         note.startswith("test/ is not read: val/ is the validation split") for note in data.notes
     )
+
+
+def test_folder_with_an_unlabelled_test_folder(tmp_path):
+    root = tmp_path / "d"
+    write_folder(root / "train", grey_images(4), [0, 1, 0, 1], ["a", "b"])
+    (root / "test").mkdir()
+    Image.fromarray(grey_images(1)[0]).save(root / "test" / "x.png")
+    data = load_data_file(root)
+    assert data.class_names == ["a", "b"] and data.test is None
+    assert data.notes[0].startswith("test/ is not read: it has no class folders")

@@ -281,14 +281,19 @@ def _scan(
     # root/train/<class>/... (with test/ or val/ beside it, or alone) is the split
     # layout; a lone "train" folder of images is a class named train.
     split_layout = (
-        "train" in lower
-        and set(lower) <= set(_SPLIT_NAMES)
-        and all(_subfolders(p) for p in folders)
+        "train" in lower and set(lower) <= set(_SPLIT_NAMES) and bool(_subfolders(lower["train"]))
     )
     if split_layout:
         train_dir = lower["train"]
         parts = [(0, train_dir)]
         test_name = None
+        for name in ("val", "test"):
+            if name in lower and not _subfolders(lower[name]):
+                notes.append(
+                    f"{lower[name].name}/ is not read: it has no class folders (unlabelled "
+                    f"images can be predicted on: cnnx predict CHECKPOINT {lower[name]})"
+                )
+                del lower[name]
         held = lower.get("val") or lower.get("test")
         if held is not None:
             test_name = held.name.lower()
