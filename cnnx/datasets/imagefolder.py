@@ -109,14 +109,19 @@ def load_image_folder(
     expected = {f.label for f in files if f.split == 0 and f.label >= 0}
     bad: list[_File] = []
     good = []
-    for f in files:
-        f.problem = _read_header(Image, f)
-        if f.problem is None:
-            good.append(f)
-        elif skip_bad:
-            bad.append(f)
-        else:
-            raise DatasetError(f"{f.path}: {f.problem}")
+    # Two passes: sizes and modes from the headers first (cheap), to choose the
+    # channels and size; then each image is decoded straight into its final size.
+    with Progress(len(files), desc=f"checking {root.name or source}", unit="images",
+                  enabled=progress) as bar:  # fmt: skip
+        for f in files:
+            f.problem = _read_header(Image, f)
+            bar.update(1)
+            if f.problem is None:
+                good.append(f)
+            elif skip_bad:
+                bad.append(f)
+            else:
+                raise DatasetError(f"{f.path}: {f.problem}")
     files = good
     _check_classes(root, files, names, bad, expected)
 
