@@ -291,12 +291,19 @@ def diagnose(
                     )
             else:
                 what = "channel" if len(row.shape) == 3 else "unit"
-                plural = "s" if len(row.dead) > 1 else ""
-                warnings.append(
-                    f"{where}: {len(row.dead)} of {row.units} {what}{plural} "
-                    f"({', '.join(str(i) for i in row.dead)}) are 0 for every sample: they are "
-                    f"'dead', pass nothing on and get no gradient, so they stopped learning."
-                )
+                if len(row.dead) == 1:
+                    warnings.append(
+                        f"{where}: {what} {row.dead[0]} of {row.units} is 0 for every sample: "
+                        f"it is 'dead', passes nothing on and gets no gradient, so it has "
+                        f"stopped learning."
+                    )
+                else:
+                    warnings.append(
+                        f"{where}: {what}s {', '.join(str(i) for i in row.dead)} "
+                        f"({len(row.dead)} of {row.units}) are 0 for every sample: they are "
+                        f"'dead', pass nothing on and get no gradient, so they have stopped "
+                        f"learning."
+                    )
         if row.saturated:
             warnings.append(
                 f"{where}: {_units(row.saturated)} of {row.units} stay saturated (output "
