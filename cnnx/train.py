@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from cnnx.backends import Device, device, ignore_float_errors, to_host
+from cnnx.backends import Device, device, get_array_module, ignore_float_errors, to_host
 from cnnx.errors import TrainingDiverged
 from cnnx.nn import functional as F
 from cnnx.nn.loss import SoftmaxCrossEntropy
@@ -285,6 +285,7 @@ def _fit_loop(
     history = History()
     last_finite: tuple[int, float] | None = None
     classes_checked = False
+    start_weights: list[Any] | None = None
     for epoch in epochs:
         start_time = time.perf_counter()
         model.train()
@@ -292,7 +293,7 @@ def _fit_loop(
             stats.begin_epoch(model)
         # The weights the epoch starts from: a small copy, kept so that a divergence
         # can be traced to the layer that first produced a non-finite value.
-        start_weights = [p.data.copy() for p in model.parameters()]
+        previous_weights, start_weights = start_weights, [p.data.copy() for p in model.parameters()]
         order = rng.permutation(n) if shuffle and bs < n else None
         if order is not None and resident:
             order = dev.asarray(order)
@@ -329,7 +330,7 @@ def _fit_loop(
             xb, yb = Xd[first_idx], yd[first_idx]
             if not resident:
                 xb, yb = dev.asarray(xb), dev.asarray(yb)
-            where = locate_non_finite(model, start_weights, xb, yb)
+            where = locate_non_finite(model, start_weights, previous_weights, xb, yb)
             error = TrainingDiverged(
                 f"training diverged in epoch {epoch}: the loss became {mean_loss} ({detail})"
                 f"{where.describe()}; try a smaller learning rate",
@@ -361,40 +362,63 @@ def _fit_loop(
 
 
 class NonFiniteSite(NamedTuple):
-    """Where a non-finite value first appeared: layer name, its repr, and the pass."""
+    """Where a non-finite value first appeared: layer name, its repr, the pass, and how found."""
 
     layer: str | None
     description: str | None
     direction: str | None  # "forward" or "backward"
+    replay: str = ""
 
     def describe(self) -> str:
         if self.layer is None:
             return ""
         return (
             f"; the first non-finite value came from layer {self.layer} "
-            f"({self.description}) in the {self.direction} pass"
+            f"({self.description}) in the {self.direction} pass{self.replay}"
         )
 
 
-def locate_non_finite(model: Module, start_weights: list[Any], xb: Any, yb: Any) -> NonFiniteSite:
+def _finite(arrays: list[Any]) -> bool:
+    return all(bool(get_array_module(a).isfinite(a).all()) for a in arrays)
+
+
+def locate_non_finite(
+    model: Module,
+    start_weights: list[Any],
+    previous_weights: list[Any] | None,
+    xb: Any,
+    yb: Any,
+) -> NonFiniteSite:
     """Replay one minibatch and find the first layer whose output or gradient is not finite.
 
     The replay uses the weights the diverging epoch started from (for a full-batch run
-    that is exactly the step whose loss was not finite); if those give finite values
-    throughout, the current weights are tried. The model's weights are restored.
+    that is exactly the step whose loss was not finite). When those weights are already
+    non-finite, the previous epoch's step made them so, and it is replayed instead from
+    the weights that epoch started from. Failing both, the current weights are tried.
+    The model's weights are restored afterwards.
     """
     trace = getattr(model, "trace", None)
     if trace is None:
         return NonFiniteSite(None, None, None)
     params = model.parameters()
     current = [p.data.copy() for p in params]
+    candidates = []
+    if _finite(start_weights):
+        candidates.append((start_weights, ""))
+    elif previous_weights is not None:
+        note = (
+            " of the previous epoch's step (the weights this epoch started from were "
+            "already non-finite: that step's update made them so)"
+        )
+        candidates.append((previous_weights, note))
+    candidates.append((current, " (replayed with the weights at the end of the epoch)"))
     try:
-        for weights in (start_weights, current):
+        for weights, note in candidates:
             for p, w in zip(params, weights, strict=True):
                 p.data[...] = w
             site = _first_non_finite(model, trace(xb, yb))
             if site.layer is not None:
-                return site
+                return site._replace(replay=note)
     finally:
         for p, w in zip(params, current, strict=True):
             p.data[...] = w
