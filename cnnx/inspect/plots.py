@@ -39,7 +39,7 @@ def save(fig: Any, path: str | Path, dpi: int = 110) -> Path:
 
     FigureCanvasAgg(fig)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     path = Path(path)
     atomic_write_bytes(path, buffer.getvalue())
     return path
@@ -51,7 +51,8 @@ def _image(a: np.ndarray) -> np.ndarray:
 
 
 def plot_filters(model: Any, path: str | Path) -> Path:
-    """Every Conv2D's kernels as a grid: row = filter, column = input channel.
+    """Every Conv2D's kernels as a grid: one block per layer, row = input channel,
+    column = filter (output channel).
 
     All kernels of all layers share one colour scale, centred at 0 (blue negative,
     red positive), with a labelled colour bar.
@@ -61,31 +62,41 @@ def plot_filters(model: Any, path: str | Path) -> Path:
         raise CnnxError(f"{getattr(model, 'name', 'the model')} has no convolution layers")
     weights = [(name, layer, to_host(layer.weight.data)) for name, layer in convs]
     vmax = max(float(np.abs(w).max()) for _, _, w in weights) or 1.0
-    cols = max(w.shape[1] for _, _, w in weights)
-    rows = sum(w.shape[0] for _, _, w in weights)
-    fig = figure(figsize=(1.1 * cols + 1.6, 1.0 * rows + 0.6 * len(weights) + 0.4))
-    grid = fig.add_gridspec(rows, cols + 1, width_ratios=[1] * cols + [0.25])
+    cols = max(w.shape[0] for _, _, w in weights)
+    heights: list[float] = []
+    for _, _, w in weights:
+        heights += [0.45] + [1.0] * w.shape[1]
+    fig = figure(figsize=(0.9 * cols + 2.0, 0.9 * sum(heights) + 0.6))
+    grid = fig.add_gridspec(
+        len(heights), cols + 1, height_ratios=heights, width_ratios=[1] * cols + [0.3],
+        left=0.07, right=0.9, top=1 - 0.5 / (0.9 * sum(heights) + 0.6), bottom=0.02,
+        hspace=0.25, wspace=0.15,
+    )  # fmt: skip
     image = None
     row = 0
     for name, layer, w in weights:
-        for o in range(w.shape[0]):
-            for c in range(cols):
-                ax = fig.add_subplot(grid[row, c])
+        title = fig.add_subplot(grid[row, :cols])
+        title.axis("off")
+        title.text(0, 0.1, f"layer {name} {layer!r}", fontsize=8, transform=title.transAxes)
+        row += 1
+        for c in range(w.shape[1]):
+            for o in range(w.shape[0]):
+                ax = fig.add_subplot(grid[row, o])
                 ax.set_xticks([])
                 ax.set_yticks([])
-                if c >= w.shape[1]:
-                    ax.axis("off")
-                    continue
                 image = ax.imshow(w[o, c], cmap="RdBu_r", vmin=-vmax, vmax=vmax)
-                if c == 0:
-                    ax.set_ylabel(f"{name}: f{o}", fontsize=7)
                 if o == 0:
-                    ax.set_title(f"layer {name} {layer!r}\nin ch {c}" if c == 0 else f"in ch {c}",
-                                 fontsize=7, loc="left")  # fmt: skip
+                    ax.set_ylabel(f"in {c}", fontsize=7)
+                if c == w.shape[1] - 1:
+                    ax.set_xlabel(f"f{o}", fontsize=7)
             row += 1
-    bar = fig.colorbar(image, cax=fig.add_subplot(grid[:, cols]))
+    bar = fig.colorbar(image, cax=fig.add_subplot(grid[1:, cols]))
     bar.set_label("kernel weight (one scale for all layers)")
-    fig.suptitle(f"{getattr(model, 'name', '')} convolution kernels", fontsize=9)
+    fig.suptitle(
+        f"{getattr(model, 'name', '')} convolution kernels\n"
+        "(a row per input channel, a column per filter)",
+        fontsize=9,
+    )
     return save(fig, path)
 
 
