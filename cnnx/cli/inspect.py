@@ -67,30 +67,29 @@ def _read_input(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     return load_inputs(path)
 
 
-def _stored_run(checkpoint: Checkpoint, split: str) -> tuple[np.ndarray, np.ndarray, str]:
-    """The samples of the run that wrote the checkpoint: its train/val split, or all."""
-    from cnnx.cli.train import load_splits
+def _stored_run(
+    checkpoint: Checkpoint, split: str
+) -> tuple[np.ndarray, np.ndarray, str, list[str]]:
+    """The samples of the run that wrote the checkpoint: its train/val split, or all.
 
-    config = dict(checkpoint.extra.get("config") or {})
-    if not config.get("dataset"):
+    Read back through ``cnnx.runs.load_data``, the one place a run's data is read and split.
+    """
+    from cnnx import runs
+
+    config = checkpoint.extra.get("config")
+    if not config:
         raise DatasetError(
-            f"{checkpoint.path}: the checkpoint does not record its dataset; give INPUT"
+            f"{checkpoint.path}: the checkpoint does not record the run that saved it; give INPUT"
         )
-    config.setdefault("data", None)
-    config.setdefault("data_dir", None)
-    config.setdefault("train_limit", None)
-    config.setdefault("val_fraction", None)
-    config.setdefault("seed", 0)
-    if split == "all" and config["dataset"] != "mnist":
-        config["val_fraction"] = 0.0
-    splits = load_splits(config)
-    if split in ("train", "all") or splits.val is None:
-        X, y = splits.train
-        part = "train" if split == "train" and splits.val is not None else "all"
+    spec = runs.RunSpec.from_dict(config, source=f"{checkpoint.path} (its stored run)")
+    if split == "all":
+        spec = spec.replace(val_fraction=0.0)
+    data = runs.load_data(spec)
+    if split in ("train", "all") or data.val is None:
+        (X, y), part = data.train, ("train" if split == "train" and data.val else "all")
     else:
-        X, y = splits.val
-        part = splits.val_name
-    return X, y, f"{splits.description}, {part} split"
+        (X, y), part = data.val, data.val_name
+    return X, y, f"{data.description}, {part} split", list(data.class_names)
 
 
 def open_for_inspection(
@@ -104,13 +103,19 @@ def open_for_inspection(
 
     checkpoint = load_checkpoint(checkpoint_path)
     model = checkpoint.build_model()
-    dataset = (checkpoint.extra.get("config") or {}).get("dataset") or checkpoint.extra.get(
-        "dataset"
-    )
+    classes = int(getattr(model, "num_classes", 0) or 0)
+    names = checkpoint.extra.get("class_names")
+    if not (isinstance(names, list) and len(names) == classes):
+        dataset = checkpoint.extra.get("dataset") or (checkpoint.extra.get("config") or {}).get(
+            "dataset"
+        )
+        names = class_names(dataset, classes)
     if input_path is None:
         if labels_path is not None:
             raise click.UsageError("--labels goes with INPUT")
-        X, y, description = _stored_run(checkpoint, split)
+        X, y, description, stored_names = _stored_run(checkpoint, split)
+        if len(stored_names) == classes:
+            names = stored_names
     else:
         X, y = _read_input(input_path)
         description = f"{input_path} ({len(X)} samples)"
@@ -129,10 +134,9 @@ def open_for_inspection(
             f"{input_path or 'the stored run'}: samples have shape {tuple(X.shape[1:])} but "
             f"{getattr(model, 'name', 'the model')} expects {expected}"
         )
-    classes = getattr(model, "num_classes", None) or 0
     if y is not None and len(y) and int(y.max()) >= classes:
         raise DatasetError(f"label {int(y.max())} is out of range for {classes} classes")
-    return Inspection(checkpoint, model, X, y, class_names(dataset, classes), description)
+    return Inspection(checkpoint, model, X, y, [str(n) for n in names], description)
 
 
 def data_arguments(command: Any) -> Any:
