@@ -137,3 +137,19 @@ def test_diverged_training_from_a_large_learning_rate():
         cnnx.fit(model, opt, (X, y), epochs=5)
     assert info.value.direction in ("forward", "backward")
     assert info.value.layer in {name for name, _ in model.layers()} | {"loss"}
+
+
+def test_train_stats_flag_records_statistics_in_metrics(tmp_path):
+    result = run("train", "--model", "enhanced", "--epochs", "20", "--stats",
+                 "--output-dir", tmp_path / "on", "-q")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(x) for x in (tmp_path / "on" / "metrics.jsonl").read_text().splitlines()]
+    assert len(lines) == 20 and all("stats" in r for r in lines)
+    assert set(lines[-1]["stats"]["params"]) == {f"{i}.{k}" for i in (0, 2, 4)
+                                                 for k in ("weight", "bias")}  # fmt: skip
+    result = run("train", "--epochs", "5", "--output-dir", tmp_path / "off", "-q")
+    assert result.exit_code == 0, result.output
+    first = json.loads((tmp_path / "off" / "metrics.jsonl").read_text().splitlines()[0])
+    assert "stats" not in first
+    curves = run("show", "curves", tmp_path / "on", "-o", tmp_path / "c.png")
+    assert curves.exit_code == 0, curves.output

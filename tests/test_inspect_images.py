@@ -109,3 +109,51 @@ def test_without_pillow_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "PIL", None)
     with pytest.raises(CnnxError, match=r'pip install "cnnx\[images\]"'):
         prepare_image(tmp_path / "x.png", (1, 28, 28))
+
+
+def _cli(*args):
+    from click.testing import CliRunner
+
+    from cnnx.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@needs_mnist
+def test_cnnx_predict_on_image_files(mnist_model, tmp_path):
+    model, checkpoint, X, _ = mnist_model
+    expected = cnnx.predict_proba(model, X[:12]).argmax(axis=1)
+    paths = [
+        draw(s[0], tmp_path / f"p{i}{'.png' if i % 2 else '.jpg'}", 64 + 8 * i, i % 2 == 0,
+             ((3 * i, 0), (0, 2 * i)))
+        for i, s in enumerate(X[:12])
+    ]  # fmt: skip
+    shown = tmp_path / "prep.png"
+    result = _cli("predict", checkpoint, *paths, "--format", "json", "--show-input", "-o", shown)
+    assert result.exit_code == 0, result.output
+    import json
+
+    rows = json.loads(result.stdout)
+    assert [row["file"] for row in rows] == [str(p) for p in paths]
+    got = np.array([int(row["predicted"]) for row in rows])
+    assert (got == expected).mean() >= 0.8
+    with Image.open(shown) as image:
+        assert image.format == "PNG" and min(image.size) >= 150
+
+
+def test_cnnx_predict_image_errors(tmp_path, monkeypatch):
+    checkpoint = tmp_path / "m.npz"
+    models.get("simple_cnn", seed=0).save(checkpoint, dataset="digits6x6")
+    Image.new("L", (30, 30), 255).save(tmp_path / "blank.png")
+    result = _cli("predict", checkpoint, tmp_path / "blank.png")
+    assert result.exit_code == 1 and "blank.png: the image is blank" in result.output
+    mixed = _cli("predict", checkpoint, tmp_path / "blank.png", tmp_path / "x.npy")
+    assert mixed.exit_code == 2 and "not both" in mixed.output
+    assert _cli("predict", checkpoint, tmp_path / "blank.png", "--show-input").exit_code == 2
+    monkeypatch.setitem(sys.modules, "PIL", None)
+    result = _cli("predict", checkpoint, tmp_path / "blank.png")
+    assert result.exit_code == 1
+    assert (
+        result.output.strip()
+        == 'error: reading image files needs Pillow: pip install "cnnx[images]"'
+    )

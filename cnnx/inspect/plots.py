@@ -232,3 +232,19 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: str | P
             ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", color=color, fontsize=8)
     fig.tight_layout()
     return save(fig, path)
+
+
+def plot_inputs(X: np.ndarray, titles: Sequence[str], path: str | Path) -> Path:
+    """Samples as the network sees them (one ``(C, H, W)`` each), with a title each."""
+    cols = max(1, min(6, len(X)))
+    rows = max(1, math.ceil(len(X) / cols))
+    fig = figure(figsize=(1.9 * cols + 0.4, 2.0 * rows + 0.5))
+    for k, (sample, title) in enumerate(zip(X, titles, strict=True)):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        ax.imshow(_image(sample), cmap="gray", vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(title, fontsize=7)
+    fig.suptitle("what the network saw", fontsize=9)
+    fig.tight_layout()
+    return save(fig, path)
