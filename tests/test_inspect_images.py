@@ -157,3 +157,18 @@ def test_cnnx_predict_image_errors(tmp_path, monkeypatch):
         result.output.strip()
         == 'error: reading image files needs Pillow: pip install "cnnx[images]"'
     )
+
+
+def test_predict_show_input_without_matplotlib(tmp_path, monkeypatch):
+    checkpoint = tmp_path / "m.npz"
+    models.get("simple_cnn", seed=0).save(checkpoint, dataset="digits6x6")
+    X, _ = datasets.load_digits6x6()
+    draw(X[0, 0], tmp_path / "d.png", 30, True, ((0, 0), (0, 0)))
+    for module in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
+        monkeypatch.setitem(sys.modules, module, None)
+    result = _cli(
+        "predict", checkpoint, tmp_path / "d.png", "--show-input", "-o", tmp_path / "p.png"
+    )
+    assert result.exit_code == 1
+    assert result.output.strip() == 'error: this needs matplotlib: pip install "cnnx[plot]"'
+    assert not (tmp_path / "p.png").exists()
