@@ -249,6 +249,11 @@ def fit(
             val_d = _to_device(dev, val[0], val[1])
         epoch_range = range(initial_epoch + 1, epochs + 1)
         shuffler = rng if rng is not None else np.random.default_rng(seed)
+        if stats is not None and stats is not False and not hasattr(model, "trace"):
+            raise ValueError(
+                f"fit(stats=...) needs a Sequential model (it records each layer); "
+                f"got {type(model).__name__}"
+            )
         if stats is True:
             from cnnx.inspect import TrainingStats
 

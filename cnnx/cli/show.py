@@ -69,7 +69,7 @@ def maps(
     title = f"sample {sample} of {seen.description}"
     if seen.y is not None:
         title += f", label {seen.class_names[int(seen.y[sample])]}"
-    _done(plots.plot_maps(seen.model, seen.X[sample], output, title))
+    _done(plots.plot_maps(seen.model, seen.X[sample], output, title, seen.class_names))
 
 
 @show.command()

@@ -380,8 +380,8 @@ def _backward_steps(w: _Writer, model: Sequential, x: np.ndarray, trace: Trace, 
             )  # fmt: skip
         elif isinstance(layer, Conv2D):
             _conv_backward(w, name, layer, a_in, gy, trace, below)
-        else:
-            w.step(f"Backward, layer {name} {layer!r}", f"∂L/∂input {array_text(below)}")
+        elif below is not None:
+            w.step(f"Backward, layer {name} {layer!r}", f"∂L/∂input = {array_text(below)}")
 
 
 def _conv_backward(

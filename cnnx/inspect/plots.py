@@ -100,7 +100,13 @@ def plot_filters(model: Any, path: str | Path) -> Path:
     return save(fig, path)
 
 
-def plot_maps(model: Any, x: np.ndarray, path: str | Path, title: str = "") -> Path:
+def plot_maps(
+    model: Any,
+    x: np.ndarray,
+    path: str | Path,
+    title: str = "",
+    class_names: Sequence[str] | None = None,
+) -> Path:
     """The input and every layer's output for one sample ``(C, H, W)``.
 
     Each row is one layer; 3-D outputs are drawn channel by channel on one colour
@@ -128,6 +134,8 @@ def plot_maps(model: Any, x: np.ndarray, path: str | Path, title: str = "") -> P
             ax = fig.add_subplot(grid[r, :])
             flat = a.reshape(-1)
             ax.bar(range(flat.size), flat, color="tab:blue")
+            if class_names is not None and flat.size == len(class_names) and r == len(rows) - 1:
+                ax.set_xticks(range(flat.size), [str(n) for n in class_names])
             ax.set_ylabel(label, fontsize=7)
             ax.tick_params(labelsize=6)
     fig.suptitle(title or "feature maps", fontsize=9)
