@@ -89,6 +89,10 @@ def test_maps_and_confusion_on_mnist_files_with_labels(tmp_path):
 def test_curves_reports_a_missing_or_broken_metrics_file(tmp_path):
     result = run("show", "curves", tmp_path, "-o", tmp_path / "c.png")
     assert result.exit_code == 1 and "metrics.jsonl: no such file" in result.output
-    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1, "loss": 1.0}\nnot json\n')
+    good = (
+        '{"epoch": 1, "loss": 1.0, "accuracy": 0.5, "val_loss": null, "val_accuracy": null, '
+        '"seconds": 0.1}'
+    )
+    (tmp_path / "metrics.jsonl").write_text(good + "\nnot json\n")
     result = run("show", "curves", tmp_path, "-o", tmp_path / "c.png")
-    assert result.exit_code == 1 and "line 2: not JSON" in result.output
+    assert result.exit_code == 1 and "line 2: not valid JSON" in result.output

@@ -8,7 +8,6 @@ is untouched. Files are written atomically as PNG.
 from __future__ import annotations
 
 import io
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -143,24 +142,22 @@ def plot_maps(
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The records of a run's metrics.jsonl (a clear error for a bad line)."""
-    if path.is_dir():
-        path = path / "metrics.jsonl"
-    if not path.is_file():
-        raise CnnxError(f"{path}: no such file (a cnnx train --output-dir run has one)")
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CnnxError(f"{path}, line {number}: not JSON ({exc.msg})") from None
-        if not isinstance(record, dict) or "epoch" not in record or "loss" not in record:
-            raise CnnxError(f"{path}, line {number}: expected an object with epoch and loss")
-        records.append(record)
+    """The records of a run's metrics.jsonl (``path`` is the run directory or the file).
+
+    Parsed by the run directory's own reader, so a bad line gets the same one-line error
+    (file, line, field) as everywhere else.
+    """
+    from cnnx.runs import METRICS, RunDirectory
+
+    if path.is_file():
+        if path.name != METRICS:
+            raise CnnxError(f"{path}: expected a run directory or its {METRICS}")
+        path = path.parent
+    if not (path / METRICS).is_file():
+        raise CnnxError(f"{path / METRICS}: no such file (a cnnx train --output-dir run has one)")
+    records = RunDirectory(path).read_metrics()
     if not records:
-        raise CnnxError(f"{path}: no epochs recorded yet")
+        raise CnnxError(f"{path / METRICS}: no epochs recorded yet")
     return records
 
 
