@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 import cnnx
-from cnnx import datasets, models, optim
+from cnnx import datasets, models, nn, optim
 from cnnx.cli import main
 from cnnx.errors import TrainingDiverged
 from cnnx.inspect import TrainingStats, health_report
@@ -153,3 +153,17 @@ def test_train_stats_flag_records_statistics_in_metrics(tmp_path):
     assert "stats" not in first
     curves = run("show", "curves", tmp_path / "on", "-o", tmp_path / "c.png")
     assert curves.exit_code == 0, curves.output
+
+
+def test_diverged_training_found_in_the_backward_pass():
+    # Forward stays finite (the hidden value is 0), but the first layer's weight gradient
+    # dL/dh · x = -3e38 · 2 overflows float32: the backward pass of layer 0 goes first.
+    model = nn.Sequential(nn.Linear(1, 1, rng=0), nn.Linear(1, 2, rng=0))
+    model[0].weight.data[...] = 0.0
+    model[1].weight.data[...] = np.array([[3e38], [-3e38]], dtype=np.float32)
+    X = np.array([[2.0]], dtype=np.float32)
+    y = np.array([0])
+    with pytest.raises(TrainingDiverged) as info:
+        cnnx.fit(model, optim.SGD(model.named_parameters(), lr=1.0), (X, y), epochs=3)
+    assert (info.value.layer, info.value.direction) == ("0", "backward")
+    assert "in the backward pass of the previous epoch's step" in str(info.value)
