@@ -115,7 +115,7 @@ def test_predict_and_evaluate_read_files_like_the_run(digits, tmp_path):
     assert predicted.exit_code == 0, predicted.output
     rows = json.loads(predicted.output)
     assert len(rows) == 20 and set(rows[0]) >= {"sample", "predicted", "p_0", "p_9"}
-    assert [row["sample"] for row in rows[:2]] == ["row 2", "row 3"]  # the header is row 1
+    assert [row["row"] for row in rows[:2]] == [2, 3]  # the header is row 1
     hits = sum(
         row["predicted"] == str(label)
         for row, label in zip(rows, digits["labels"][:20], strict=True)
@@ -147,7 +147,9 @@ def test_predict_prints_folder_class_names(tmp_path):
     Image.fromarray(np.full((12, 12), 225, dtype=np.uint8)).save(new / "a.png")  # resized
     predicted = run("predict", out / "last.npz", new)
     assert predicted.exit_code == 0, predicted.output
-    assert "p_cat" in predicted.output and re.search(r"^\s+a\.png\s+dog\s", predicted.output, re.M)
+    assert "p_cat" in predicted.output and re.search(
+        r"^\s+0\s+a\.png\s+dog\s", predicted.output, re.M
+    )
 
 
 def test_experiment_runs_a_grid_on_own_data(digits, tmp_path):
@@ -186,3 +188,25 @@ def test_bad_and_unlabelled_files_are_one_line_errors(tmp_path, digits):
     unlabelled = run("train", "--data", digits["test_csv"], "--label-column", "none")
     assert unlabelled.exit_code == 1
     assert "labels are needed here" in unlabelled.output
+
+
+def test_predict_image_files_read_like_an_own_data_run(tmp_path):
+    root = tmp_path / "shades"
+    for name, level in (("dark", 40), ("light", 210)):
+        (root / name).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(np.full((8, 8, 3), level + i, dtype=np.uint8)).save(
+                root / name / f"{i}.png"
+            )
+    out = tmp_path / "run"
+    trained = run(
+        "train", "--data", root, "--normalize", "--val-fraction", 0, "--lr", "0.01",
+        "--epochs", 15, "--output-dir", out, "-q",
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(np.full((30, 20, 3), 215, dtype=np.uint8)).save(photo)  # any size
+    predicted = run("predict", out / "last.npz", photo, "--format", "json")
+    assert predicted.exit_code == 0, predicted.output
+    (row,) = json.loads(predicted.output)
+    assert row["file"] == str(photo) and row["predicted"] == "light"

@@ -24,6 +24,8 @@ __all__ = [
     "is_workbook",
     "load_own_inputs",
     "parse_image_size_flag",
+    "read_images_like_run",
+    "sample_origin",
 ]
 
 #: flag parameter -> dataset option of the ``files`` source.
@@ -169,3 +171,27 @@ def load_own_inputs(
         X = np.concatenate([X, data.test[0]])
         y = None if y is None or data.test[1] is None else np.concatenate([y, data.test[1]])
     return X, y, f"{data.source} ({len(X)} samples)", list(data.notes), data.sample_names
+
+
+def read_images_like_run(paths: list[Path], extra: dict[str, Any]):
+    """Image files read as a checkpoint's own-data run read its images: its channels and
+    image size, then its stored normalisation; ``(N, C, H, W) float32``."""
+    from cnnx.datasets import apply_preprocessing, read_images
+
+    preprocessing = dict(extra.get("preprocessing") or {})
+    size = preprocessing.get("image_size")
+    if size is None:
+        raise click.UsageError(
+            "this checkpoint's run does not record an image size; predict on a folder or "
+            "data file instead"
+        )
+    X = read_images(paths, channels=int(preprocessing.get("channels") or 1), image_size=size)
+    return apply_preprocessing(X, preprocessing)
+
+
+def sample_origin(names: list[str]) -> tuple[str, list[Any]]:
+    """The column naming where each own-data sample came from: ``("row", [2, 3, ...])``
+    for CSV rows, else ``("file", [relative paths])``."""
+    if all(name.startswith("row ") for name in names):
+        return "row", [int(name[4:]) for name in names]
+    return "file", list(names)
