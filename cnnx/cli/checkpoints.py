@@ -210,6 +210,23 @@ def load_inputs(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     return (images / scale).astype(np.float32), None
 
 
+def check_inputs(path: Path, X: np.ndarray) -> None:
+    """Refuse inputs no prediction can be made from: no samples, or NaN/infinite values.
+
+    Raises:
+        DatasetError: naming the file and the first bad sample.
+    """
+    if X.shape[0] == 0 or X.size == 0:
+        raise DatasetError(f"{path}: holds no samples (array of shape {X.shape})")
+    finite = np.isfinite(X).reshape(X.shape[0], -1).all(axis=1)
+    if not finite.all():
+        first = int(np.flatnonzero(~finite)[0])
+        raise DatasetError(
+            f"{path}: {int((~finite).sum())} of {X.shape[0]} samples hold NaN or infinite "
+            f"values (the first is sample {first}); predictions need finite inputs"
+        )
+
+
 @click.command()
 @click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path(path_type=Path))
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
@@ -242,6 +259,7 @@ def predict(
     dev = resolve_device(device_spec)
     checkpoint, model, saved = _open(checkpoint_path)
     X, labels = load_inputs(input_path)
+    check_inputs(input_path, X)
     if tuple(X.shape[1:]) != tuple(model.input_shape):
         raise DatasetError(
             f"{input_path}: samples have shape {tuple(X.shape[1:])} but {model.name} "

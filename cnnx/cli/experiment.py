@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from cnnx.experiment.grid import (
 )
 from cnnx.experiment.store import EXPERIMENT_FILE
 from cnnx.optim import OPTIMIZERS
+from cnnx.runs.signals import EXIT_TERMINATED, Terminated, terminate_raises
 
 HYPER_FLAGS = ("lr", "momentum", "rho", "beta1", "beta2", "eps", "weight_decay")
 # Flags that describe a grid; a preset fixes them, so they cannot be combined with one.
@@ -263,7 +265,13 @@ def _float_flag(name: str, text: str) -> Any:
     help="Write runs/, runs.csv, summary.md, curves.csv and the figures here.",
 )
 @click.option("--resume", is_flag=True, help="Skip the runs already finished in --output-dir.")
-@click.option("--overwrite", is_flag=True, help="Replace the results in a non-empty --output-dir.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace the results in a non-empty --output-dir (runs/*.json and the tables; other "
+    "files stay). They are deleted only after the data and every configuration have been "
+    "checked.",
+)
 @click.option("--no-plots", is_flag=True, help="Do not draw loss_curves.png and accuracy.png.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress line per run.")
 @click.pass_context
@@ -285,6 +293,15 @@ def experiment(ctx: click.Context, preset_name: str | None, **params: Any) -> No
           --lr 0.01 --lr 0.001 --seeds 0-4 --epochs 100 --output-dir mine
       cnnx experiment --resume --output-dir mine      # finish an interrupted one
     """
+    with terminate_raises():
+        try:
+            _experiment(ctx, preset_name, params)
+        except Terminated:
+            click.echo("terminated", err=True)
+            sys.exit(EXIT_TERMINATED)
+
+
+def _experiment(ctx: click.Context, preset_name: str | None, params: dict[str, Any]) -> None:
     from cnnx.experiment import run_experiment
 
     if params["list_only"]:

@@ -285,9 +285,17 @@ class Reporter:
 @click.option(
     "--output-dir",
     type=click.Path(path_type=Path, file_okay=False),
-    help="Write config.json, metrics.jsonl, last.npz (final weights) and best.npz here.",
+    help="Write config.json, metrics.jsonl, last.npz (final weights) and best.npz (best "
+    "validation accuracy, ties to the lower validation loss) here. Ctrl-C or SIGTERM saves "
+    "the last finished epoch as last.npz, for --resume.",
 )
-@click.option("--overwrite", is_flag=True, help="Allow --output-dir to replace an existing run.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Let --output-dir replace the run already there (its config.json, metrics.jsonl, "
+    "last.npz, best.npz; other files stay). The old run is kept aside until the new one has "
+    "finished its first epoch and saved it, and restored if it fails before.",
+)
 @click.option(
     "--save-every",
     type=click.IntRange(min=1),
