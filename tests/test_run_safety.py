@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import cnnx.experiment as ce
 from cnnx.checkpoint import load_checkpoint
 from cnnx.cli import main
 from cnnx.datasets import write_idx
@@ -435,7 +434,7 @@ def test_predict_refuses_non_finite_or_empty_input(tmp_path, array, message):
     np.save(tmp_path / "x.npy", array)
     result = cli("predict", str(tmp_path / "r" / "last.npz"), str(tmp_path / "x.npy"))
     assert result.exit_code == 1
-    assert f"x.npy: " in result.output and message in result.output
+    assert "x.npy: " in result.output and message in result.output
 
 
 @pytest.mark.parametrize(
