@@ -491,3 +491,37 @@ def test_the_progress_bar_keeps_validation_metrics_at_80_columns(monkeypatch):
     bar.set_postfix("epoch 120  loss 1.0751  acc 0.6538  val_loss 1.0698  val_acc 0.8889")
     line = bar.format_line(bar._start + 3.0, 80)
     assert len(line) <= 79 and line.endswith("val_acc 0.8889")
+
+
+def test_a_long_evaluation_shows_progress_off_a_terminal(tmp_path, monkeypatch):
+    from cnnx.utils import progress
+
+    train("--epochs", "2", "--output-dir", str(tmp_path / "r"))
+    clock = {"t": 0.0}
+
+    def eleven_seconds_a_call():
+        clock["t"] += 11.0
+        return clock["t"]
+
+    monkeypatch.setattr(progress, "_now", eleven_seconds_a_call)
+    result = cli("evaluate", str(tmp_path / "r" / "last.npz"), "--split", "all",
+                 "--batch-size", "10")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("evaluate: ")]
+    assert [line.split()[1] for line in lines] == [f"{10 * k}/96" for k in range(1, 10)]
+    whole = cli("evaluate", str(tmp_path / "r" / "last.npz"), "--split", "all")
+    assert whole.stdout.splitlines()[3:5] == result.stdout.splitlines()[3:5]  # loss, accuracy
+
+
+def test_a_run_replaced_by_a_killed_overwrite_is_put_back_on_resume(tmp_path):
+    train("--epochs", "3", "--output-dir", str(tmp_path / "r"))
+    before = files(tmp_path / "r")
+    # What a `--overwrite` killed (SIGKILL) during its first epoch leaves behind.
+    (tmp_path / "r" / ".replaced-run").mkdir()
+    for name in before:
+        os.replace(tmp_path / "r" / name, tmp_path / "r" / ".replaced-run" / name)
+    (tmp_path / "r" / "config.json").write_text("{}")
+    result = cli("train", "-q", "--resume", str(tmp_path / "r"), "--epochs", "4")
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(tmp_path / "r" / "last.npz").epoch == 4
+    assert not (tmp_path / "r" / ".replaced-run").exists()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -162,12 +161,26 @@ def saved_experiment(output_dir: Path) -> Experiment:
         raise click.UsageError(
             f"--resume: {path} does not exist; give the preset or grid flags of the experiment"
         )
+    data = runs.read_config_file(path)
+    where = f"--resume: {path}"
+    if not isinstance(data, dict):
+        raise click.UsageError(f"{where}: expected a JSON object describing the experiment")
+    for key, kind, text in (("name", str, "a string"), ("configs", list, "a list"),
+                            ("seeds", list, "a list of seeds")):  # fmt: skip
+        if not isinstance(data.get(key), kind):
+            raise click.UsageError(f"{where}: field {key!r} must be {text}, got {data.get(key)!r}")
+    configs = []
+    for index, item in enumerate(data["configs"]):
+        try:
+            configs.append(RunConfig.from_dict(item))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise click.UsageError(f"{where}: configs[{index}]: {exc}") from None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        configs = tuple(RunConfig.from_dict(c) for c in data["configs"])
-        return Experiment(data["name"], configs, tuple(data["seeds"]), data["description"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise click.UsageError(f"--resume: {path} is not a readable experiment ({exc})") from None
+        return Experiment(
+            data["name"], tuple(configs), tuple(data["seeds"]), str(data.get("description", ""))
+        )
+    except (ValueError, TypeError) as exc:
+        raise click.UsageError(f"{where}: {exc}") from None
 
 
 def list_presets() -> None:

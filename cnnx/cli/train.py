@@ -16,8 +16,8 @@ import click
 from cnnx import runs
 from cnnx.backends import device as resolve_device
 from cnnx.cli.options import check_optimizer_flags, optimizer_options
-from cnnx.errors import CnnxError, ConfigError
-from cnnx.runs import CONFIG, LAST, RunSpec
+from cnnx.errors import ConfigError
+from cnnx.runs import RunSpec
 from cnnx.runs.signals import EXIT_TERMINATED, RunInterrupted, Terminated, terminate_raises
 from cnnx.train import EpochRecord
 from cnnx.utils.progress import Progress, Ticker, format_duration
@@ -370,11 +370,7 @@ def _train(ctx: click.Context, params: dict[str, Any]) -> None:
         if config_file is not None:
             raise click.UsageError("--resume continues the run saved there; drop --config")
         dev = resolve_device(params["device_spec"])  # fails early, before any data is read
-        if not (resume_dir / CONFIG).is_file() or not (resume_dir / LAST).is_file():
-            raise CnnxError(f"--resume {resume_dir}: no {CONFIG} and {LAST} there to resume from")
-        saved = RunSpec.from_dict(
-            runs.read_config_file(resume_dir / CONFIG), source=str(resume_dir / CONFIG)
-        )
+        saved = runs.saved_spec(resume_dir)
         spec = resume_spec(ctx, params, saved).replace(device=dev.spec)
         run_dir: Path | None = resume_dir
     else:
