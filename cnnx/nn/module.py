@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from cnnx.backends import Device, device, device_of, get_array_module, to_host
+from cnnx.errors import DeviceError
 
 
 class Parameter:
@@ -49,7 +50,8 @@ class Parameter:
         return int(self.data.size)
 
     def zero_grad(self) -> None:
-        self.grad.fill(0)
+        with device_of(self.grad):
+            self.grad.fill(0)
 
     def __repr__(self) -> str:
         return f"Parameter(name={self.name!r}, shape={self.shape}, dtype={self.dtype})"
@@ -120,7 +122,30 @@ class Module:
         self.backward(gy)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(*args, **kwargs)
+        x = args[0] if args else None
+        try:
+            if type(x) is np.ndarray:
+                return self.forward(*args, **kwargs)
+            with device_of(x):  # compute, and allocate, where the input lives
+                return self.forward(*args, **kwargs)
+        except (TypeError, ValueError) as exc:
+            self._raise_if_devices_differ(x, exc)
+            raise
+
+    def _raise_if_devices_differ(self, x: Any, exc: Exception) -> None:
+        """Turn an array-library error into DeviceError when input and parameters live apart."""
+        if not hasattr(x, "shape"):
+            return
+        first = next(iter(self.parameters()), None)
+        if first is None:
+            return
+        here, there = device_of(x), device_of(first.data)
+        if here != there:
+            raise DeviceError(
+                f"{self!r}: the input lives on {here.spec} but the parameters on {there.spec}; "
+                f"move the input with cnnx.device({there.spec!r}).asarray(x) or the model "
+                f"with Module.to({here.spec!r})"
+            ) from exc
 
     # -- traversal ----------------------------------------------------------------
 
@@ -276,11 +301,13 @@ class Module:
                 )
             staged.append((module, name, current, host))
         for module, name, current, host in staged:
-            new = device_of(current).asarray(host, dtype=current.dtype)
-            if name in module._parameters:
-                module._parameters[name].data[...] = new
-            else:
-                current[...] = new
+            dev = device_of(current)
+            new = dev.asarray(host, dtype=current.dtype)
+            with dev:
+                if name in module._parameters:
+                    module._parameters[name].data[...] = new
+                else:
+                    current[...] = new
 
     # -- display ------------------------------------------------------------------
 
@@ -343,8 +370,9 @@ class Sequential(Module):
         return x
 
     def backward(self, gy: Any) -> Any:
-        for module in reversed(self._modules.values()):
-            gy = module.backward(gy)
+        with device_of(gy):  # as forward: compute where the gradient lives
+            for module in reversed(self._modules.values()):
+                gy = module.backward(gy)
         return gy
 
     def backward_params(self, gy: Any) -> None:
@@ -357,9 +385,10 @@ class Sequential(Module):
         first = next((i for i, m in enumerate(modules) if _holds_parameters(m)), None)
         if first is None:
             return
-        for module in reversed(modules[first + 1 :]):
-            gy = module.backward(gy)
-        modules[first].backward_params(gy)
+        with device_of(gy):
+            for module in reversed(modules[first + 1 :]):
+                gy = module.backward(gy)
+            modules[first].backward_params(gy)
 
     def __len__(self) -> int:
         return len(self._modules)
