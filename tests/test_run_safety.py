@@ -525,3 +525,22 @@ def test_a_run_replaced_by_a_killed_overwrite_is_put_back_on_resume(tmp_path):
     assert result.exit_code == 0, result.output
     assert load_checkpoint(tmp_path / "r" / "last.npz").epoch == 4
     assert not (tmp_path / "r" / ".replaced-run").exists()
+
+
+def test_a_checkpoints_stored_run_is_read_back_through_the_spec(tmp_path):
+    import cnnx
+    from cnnx.checkpoint import save_checkpoint
+
+    model = cnnx.models.get("simple_cnn", seed=0)
+    good = {**cnnx.runs.defaults("digits6x6").to_dict(), "seed": 4}
+    save_checkpoint(tmp_path / "good.npz", model, config=good)
+    save_checkpoint(tmp_path / "script.npz", model, config={"note": "from my notebook"})
+    save_checkpoint(tmp_path / "bad.npz", model, config={**good, "epochs": "x"})
+    for name in ("good", "script"):
+        result = cli("evaluate", str(tmp_path / f"{name}.npz"))
+        assert result.exit_code == 0, result.output
+    result = cli("evaluate", str(tmp_path / "bad.npz"))
+    assert result.exit_code == 1
+    assert "bad.npz (its stored run configuration): epochs must be a positive integer" in (
+        result.output
+    )

@@ -42,8 +42,8 @@ def _open(path: Path) -> tuple[Checkpoint, Any, RunSpec | None]:
     checkpoint = load_checkpoint(path)
     model = checkpoint.build_model()
     config = checkpoint.extra.get("config")
-    if not config:
-        return checkpoint, model, None
+    if not isinstance(config, dict) or not {"dataset", "model"} <= set(config):
+        return checkpoint, model, None  # saved by a script, not by a run: no run to read back
     spec = RunSpec.from_dict(config, source=f"{path} (its stored run configuration)")
     return checkpoint, model, spec
 
