@@ -22,8 +22,9 @@ from cnnx.experiment.grid import (
 from cnnx.experiment.store import EXPERIMENT_FILE
 from cnnx.optim import OPTIMIZERS
 from cnnx.runs.signals import EXIT_TERMINATED, Terminated, terminate_raises
+from cnnx.runs.spec import HYPERPARAMETER_ORDER
 
-HYPER_FLAGS = ("lr", "momentum", "rho", "beta1", "beta2", "eps", "weight_decay")
+HYPER_FLAGS = HYPERPARAMETER_ORDER  # one flag per optimizer hyperparameter
 # Flags that describe a grid; a preset fixes them, so they cannot be combined with one.
 GRID_FLAGS = ("models", "model_option", "optimizers", "dataset", *HYPER_FLAGS)
 

@@ -19,10 +19,11 @@ from cnnx.cli.options import check_optimizer_flags, optimizer_options
 from cnnx.errors import ConfigError
 from cnnx.runs import RunSpec
 from cnnx.runs.signals import EXIT_TERMINATED, RunInterrupted, Terminated, terminate_raises
+from cnnx.runs.spec import HYPERPARAMETER_ORDER
 from cnnx.train import EpochRecord
 from cnnx.utils.progress import Progress, Ticker, format_duration
 
-HYPER_FLAGS = ("lr", "momentum", "rho", "beta1", "beta2", "eps", "weight_decay")
+HYPER_FLAGS = HYPERPARAMETER_ORDER  # one flag per optimizer hyperparameter
 
 # Spec fields and the flags that set them (for messages that name the flag).
 FIELD_FLAGS = {
