@@ -10,11 +10,19 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from cnnx.backends import Device, device, device_of, get_array_module, to_host
+from cnnx.backends import (
+    Device,
+    device,
+    device_of,
+    get_array_module,
+    ignore_float_errors,
+    to_host,
+)
 from cnnx.errors import DeviceError
 
 
@@ -346,6 +354,36 @@ class Module:
             raise ValueError(f"{self!r}: expected input of shape {expected}, got {got}")
 
 
+@dataclass
+class Trace:
+    """What one forward (and optionally backward) pass through a Sequential saw.
+
+    Every array is a host ``numpy.ndarray`` copy, so later passes (and in-place
+    layers such as ``ReLU(inplace=True)``) cannot change it.
+
+    Attributes:
+        outputs: each layer's output, keyed by the layer's dotted name (``"0"``,
+            ``"1"``, ... for a flat model; ``"block.0"`` inside a nested Sequential),
+            in forward order; shapes ``(N, ...)``.
+        grads: with a target, ``dL/d(output)`` of each layer (same keys and shapes),
+            where L is the mean softmax cross-entropy over the batch; else None.
+        param_grads: with a target, ``dL/dθ`` of every parameter by dotted name; else None.
+        input_grad: with a target, ``dL/dx`` for the input; else None.
+        loss: with a target, the mean loss as a Python float; else None.
+    """
+
+    outputs: OrderedDict[str, np.ndarray]
+    grads: OrderedDict[str, np.ndarray] | None = None
+    param_grads: OrderedDict[str, np.ndarray] | None = None
+    input_grad: np.ndarray | None = None
+    loss: float | None = None
+
+
+def _host_copy(a: Any) -> np.ndarray:
+    host = to_host(a)
+    return host.copy() if host is a else host
+
+
 def _holds_parameters(module: Module) -> bool:
     """Whether ``module`` or a descendant registers a Parameter (cheap for leaf layers)."""
     return bool(module._parameters) or any(_holds_parameters(c) for c in module._modules.values())
@@ -389,6 +427,97 @@ class Sequential(Module):
             for module in reversed(modules[first + 1 :]):
                 gy = module.backward(gy)
             modules[first].backward_params(gy)
+
+    # -- looking inside --------------------------------------------------------------
+
+    def layers(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """Yield ``(dotted_name, layer)`` in forward order; nested Sequentials are expanded."""
+        for name, module in self._modules.items():
+            full = f"{prefix}.{name}" if prefix else name
+            if isinstance(module, Sequential):
+                yield from module.layers(full)
+            else:
+                yield full, module
+
+    def trace(self, x: Any, target: Any = None) -> Trace:
+        """One forward pass (and, given ``target``, one backward pass) that records every layer.
+
+        Runs in eval mode (dropout off, batch norm on running statistics) and restores
+        the previous mode afterwards. Parameters' ``.grad`` arrays are left exactly as
+        they were: the backward pass accumulates into fresh arrays, which are returned
+        as ``param_grads``.
+
+        Args:
+            x: ``(N, ...)`` input on the model's device or the host (it is moved).
+            target: None for a forward pass only; else ``(N,)`` integer labels (or an
+                ``(N, classes)`` probability matrix) for the mean softmax cross-entropy.
+
+        Returns:
+            A :class:`Trace` of host copies.
+        """
+        from cnnx.nn.loss import SoftmaxCrossEntropy
+
+        dev = self.device
+        layers = list(self.layers())
+        was_training = self.training
+        self.eval()
+        params = self.parameters() if target is not None else []
+        saved_grads = [p.grad for p in params]
+        try:
+            with dev, ignore_float_errors():
+                h = dev.asarray(x)
+                outputs: OrderedDict[str, np.ndarray] = OrderedDict()
+                for name, layer in layers:
+                    h = layer.forward(h)
+                    outputs[name] = _host_copy(h)  # before an in-place layer overwrites h
+                if target is None:
+                    return Trace(outputs)
+                for p in params:
+                    p.grad = get_array_module(p.data).zeros_like(p.data)
+                loss_fn = SoftmaxCrossEntropy()
+                loss = float(loss_fn(h, dev.asarray(target)))
+                gy = loss_fn.backward()
+                grads: OrderedDict[str, np.ndarray] = OrderedDict()
+                for name, layer in reversed(layers):
+                    grads[name] = _host_copy(gy)  # before an in-place backward overwrites gy
+                    gy = layer.backward(gy)
+                grads = OrderedDict((name, grads[name]) for name, _ in layers)
+                param_grads = OrderedDict((p.name, _host_copy(p.grad)) for p in params)
+                return Trace(outputs, grads, param_grads, _host_copy(gy), loss)
+        finally:
+            for p, g in zip(params, saved_grads, strict=True):
+                p.grad = g
+            self.train(was_training)
+
+    def activations(self, x: Any, batch_size: int | None = None) -> OrderedDict[str, np.ndarray]:
+        """Each layer's output for input ``x``, in eval mode, as host arrays.
+
+        Args:
+            x: ``(N, ...)`` input (host or device).
+            batch_size: run this many samples per forward pass (None: all at once);
+                the outputs are concatenated, so the result is the same.
+
+        Returns:
+            ``{dotted layer name: (N, ...) numpy array}`` in forward order.
+        """
+        n = int(x.shape[0])
+        step = n if batch_size is None else max(1, int(batch_size))
+        parts = [self.trace(x[i : i + step]).outputs for i in range(0, max(n, 1), step)]
+        if len(parts) == 1:
+            return parts[0]
+        return OrderedDict(
+            (name, np.concatenate([part[name] for part in parts])) for name in parts[0]
+        )
+
+    def gradients(self, x: Any, target: Any) -> OrderedDict[str, tuple[np.ndarray, np.ndarray]]:
+        """Each layer's ``(output, dL/d(output))`` for ``x`` and ``target``, as host arrays.
+
+        L is the mean softmax cross-entropy over the batch; one forward and one backward
+        pass in eval mode; parameters' ``.grad`` are left untouched (see :meth:`trace`).
+        """
+        t = self.trace(x, target)
+        assert t.grads is not None
+        return OrderedDict((name, (t.outputs[name], t.grads[name])) for name in t.outputs)
 
     def __len__(self) -> int:
         return len(self._modules)
