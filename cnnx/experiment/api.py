@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,7 @@ def run_experiment(
     quiet: bool = False,
     log: Callable[[str], None] | None = None,
     in_process: bool = False,
+    executor: Executor | None = None,
 ) -> ExperimentResult:
     """Train every configuration once per seed and write the tables and figures.
 
@@ -148,6 +150,8 @@ def run_experiment(
         in_process: run in this process, one run after another, instead of in
             workers (for debugging and profiling; BLAS threading as configured here,
             which for these small networks is usually slower).
+        executor: run on this :class:`concurrent.futures.Executor` (e.g. a Dask
+            ``Client.get_executor()``) instead of ``jobs`` local worker processes.
 
     Returns:
         An :class:`ExperimentResult`.
@@ -171,10 +175,35 @@ def run_experiment(
         check_config(config)
 
     directory = None
-    done: list[RunResult] = []
-    pending = experiment.runs()
     if output_dir is not None:
         directory = ExperimentDirectory.prepare(output_dir, resume=resume, overwrite=overwrite)
+    try:
+        return _run(
+            experiment, directory, resume=resume, jobs=jobs, device=dev.spec, plots=plots,
+            quiet=quiet, say=say, in_process=in_process, executor=executor, start=start,
+        )  # fmt: skip
+    finally:
+        if directory is not None:
+            directory.close()
+
+
+def _run(
+    experiment: Experiment,
+    directory: ExperimentDirectory | None,
+    *,
+    resume: bool,
+    jobs: int,
+    device: str,
+    plots: bool,
+    quiet: bool,
+    say: Callable[[str], None],
+    in_process: bool,
+    executor: Executor | None,
+    start: float,
+) -> ExperimentResult:
+    done: list[RunResult] = []
+    pending = experiment.runs()
+    if directory is not None:
         if resume:
             pending = []
             for config, seed in experiment.runs():
@@ -191,10 +220,10 @@ def run_experiment(
                 )
             if not quiet:
                 say(f"resuming: {len(done)} of {len(done) + len(pending)} runs already finished")
-        directory.write_experiment(experiment, dev.spec)
+        directory.write_experiment(experiment, device)
 
     total = len(done) + len(pending)
-    summary_args = {"device": dev.spec, "jobs": None if in_process else jobs}
+    summary_args = {"device": device, "jobs": None if in_process else jobs}
 
     def on_result(result: RunResult) -> None:
         done.append(result)
@@ -209,7 +238,10 @@ def run_experiment(
 
     files: list[Path] = []
     try:
-        run_many(pending, jobs=jobs, device=dev.spec, on_result=on_result, in_process=in_process)
+        run_many(
+            pending, jobs=jobs, device=device, on_result=on_result, in_process=in_process,
+            executor=executor,
+        )  # fmt: skip
     except BaseException:
         if directory is not None and done:
             _finish(directory, experiment, done, plots, say, start, summary_args)
