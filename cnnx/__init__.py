@@ -6,7 +6,7 @@ model = cnnx.nn.Sequential(cnnx.nn.Conv2D(1, 8, 3, rng=0), cnnx.nn.ReLU(), ...)
 opt = cnnx.optim.Adam(model.named_parameters(), lr=1e-3)
 """
 
-from cnnx import datasets, experiment, models, nn, optim
+from cnnx import datasets, experiment, inspect, models, nn, optim, runs
 from cnnx._version import __version__
 from cnnx.backends import Device, device, get_array_module
 from cnnx.errors import (
@@ -39,8 +39,10 @@ __all__ = [
     "fit",
     "get_array_module",
     "gradcheck",
+    "inspect",
     "models",
     "nn",
     "optim",
     "predict_proba",
+    "runs",
 ]
