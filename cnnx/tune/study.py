@@ -37,6 +37,7 @@ from cnnx.tune.space import SearchSpace, apply
 from cnnx.tune.trial import COMPLETE, FAIL, PRUNED, run_trial
 
 SAMPLERS = ("random", "tpe")
+DEFAULT_STUDY_NAME = "cnnx-tune"
 INSTALL_HINT = 'pip install "cnnx[tune]"'
 #: Median pruner settings: trials are compared after 5 finished ones, from epoch 1 on.
 PRUNER = {"n_startup_trials": 5, "n_warmup_steps": 0}
@@ -139,7 +140,7 @@ def open_study(
             storage=storage,
             sampler=make_sampler(sampler, sampler_seed),
             pruner=make_pruner(PRUNER if prune else None),
-            study_name=study_name,
+            study_name=study_name or DEFAULT_STUDY_NAME,
             direction="maximize",
             load_if_exists=True,
         )
@@ -215,7 +216,7 @@ def tune(
         storage: an Optuna storage URL (``sqlite:///study.db``) to share the study
             between processes and keep it; None keeps it in memory (with ``jobs`` > 1
             or an executor and ``prune``, ``output_dir/study.db`` is used).
-        study_name: the study's name in ``storage``.
+        study_name: the study's name in ``storage`` (default ``"cnnx-tune"``).
         jobs: trials at a time in spawned worker processes (one BLAS thread each);
             1 runs them in this process.
         executor: any ``concurrent.futures.Executor`` to run trials on instead (a
