@@ -38,3 +38,26 @@ class OutputExistsError(CnnxError):
 
 class CheckpointError(CnnxError):
     """A checkpoint file is not a valid cnnx checkpoint or does not fit the model."""
+
+
+class ConfigError(CnnxError, ValueError):
+    """A run definition (a ``config.json``, a ``--config`` file, a dict) is malformed.
+
+    The one-line message names the source (a file, or ``configuration 'name'``) and the
+    field, e.g. ``runs/a/config.json: epochs must be a positive integer, got 'ten'``.
+    It is also a ``ValueError``, as bad arguments to cnnx's functions are.
+
+    Attributes:
+        field: the field at fault (``"epochs"``, ``"hyperparameters.lr"``), when one is.
+        detail: the message without its source and field, so a caller can name the
+            field its own way (the CLI names the flag: ``--val-fraction 0.001 ...``).
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, detail: str | None = None):
+        super().__init__(message)
+        self.field = field
+        self.detail = detail if detail is not None else message
+
+
+class RunLockedError(CnnxError):
+    """A run or experiment directory is in use by another process (its PID is named)."""

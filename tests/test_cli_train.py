@@ -38,11 +38,33 @@ def test_default_run_prints_a_summary():
     assert "(78 samples)" in out and "(18 samples)" in out
 
 
-def test_progress_lines_when_not_a_terminal():
+def test_progress_lines_when_not_a_terminal(monkeypatch):
+    # Not a terminal: a line when 10 s have passed since the last one, and the last epoch.
+    # Each epoch takes 4 s on a fake clock, so lines come at 12 s, 24 s, ... and epoch 20.
+    from cnnx.cli.train import Reporter
+    from cnnx.utils import progress
+
+    clock = {"t": 0.0}
+    monkeypatch.setattr(progress, "_now", lambda: clock["t"])
+    original = Reporter.on_epoch
+
+    def four_seconds_an_epoch(self, record):
+        clock["t"] += 4.0
+        original(self, record)
+
+    monkeypatch.setattr(Reporter, "on_epoch", four_seconds_an_epoch)
     result = CliRunner().invoke(main, ["train", "--epochs", "20"])
     assert result.exit_code == 0
     lines = [line for line in result.stderr.splitlines() if line.startswith("epoch ")]
-    assert [line.split()[1] for line in lines] == [f"{e}/20" for e in range(2, 21, 2)]
+    assert [line.split()[1] for line in lines] == [f"{e}/20" for e in (3, 6, 9, 12, 15, 18, 20)]
+    assert all("val_acc" in line for line in lines)
+
+
+def test_a_fast_run_off_a_terminal_prints_its_last_epoch_only():
+    result = CliRunner().invoke(main, ["train", "--epochs", "20"])
+    assert result.exit_code == 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in lines] == ["20/20"]
 
 
 def test_output_dir_holds_config_metrics_and_weights(tmp_path):

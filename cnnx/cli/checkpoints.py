@@ -11,11 +11,12 @@ from typing import Any
 import click
 import numpy as np
 
+from cnnx import runs
 from cnnx.backends import device as resolve_device
 from cnnx.checkpoint import Checkpoint, load_checkpoint
-from cnnx.cli.train import DEFAULTS, load_splits
 from cnnx.errors import CnnxError, DatasetError
 from cnnx.metrics import confusion_matrix, format_report, plot_confusion
+from cnnx.runs import RunSpec
 from cnnx.train import evaluate as evaluate_model
 from cnnx.train import predict_proba
 
@@ -35,18 +36,29 @@ def class_names(dataset: str | None, num_classes: int) -> list[str]:
     return names
 
 
-def _open(path: Path) -> tuple[Checkpoint, Any, dict[str, Any]]:
+def _open(path: Path) -> tuple[Checkpoint, Any, RunSpec | None]:
+    """The checkpoint, its model, and the run it was saved by (None for a bare save)."""
     checkpoint = load_checkpoint(path)
     model = checkpoint.build_model()
-    config = dict(checkpoint.extra.get("config") or {})
-    return checkpoint, model, config
+    config = checkpoint.extra.get("config")
+    if not config:
+        return checkpoint, model, None
+    spec = RunSpec.from_dict(config, source=f"{path} (its stored run configuration)")
+    return checkpoint, model, spec
+
+
+def _class_names(checkpoint: Checkpoint, dataset: str | None, num_classes: int) -> list[str]:
+    stored = checkpoint.extra.get("class_names")
+    if isinstance(stored, list) and len(stored) == num_classes:
+        return [str(name) for name in stored]
+    return class_names(dataset, num_classes)
 
 
 @click.command()
 @click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path(path_type=Path))
 @click.option(
     "--dataset",
-    type=click.Choice(sorted(DEFAULTS)),
+    type=click.Choice(sorted(runs.SOURCES)),
     help="Dataset to evaluate on (default: the one the checkpoint was trained on).",
 )
 @click.option(
@@ -96,33 +108,44 @@ def evaluate(
     """
     dev = resolve_device(device_spec)
     checkpoint, model, saved = _open(checkpoint_path)
-    dataset = dataset or saved.get("dataset") or "digits6x6"
-    same_data = dataset == saved.get("dataset")
-    config = {
-        "dataset": dataset,
-        "data": str(data) if data is not None else (saved.get("data") if same_data else None),
-        "data_dir": str(data_dir) if data_dir is not None else saved.get("data_dir"),
-        "train_limit": saved.get("train_limit") if same_data else None,
-        "val_fraction": saved.get("val_fraction"),
-        "seed": saved.get("seed", 0),
-    }
+    dataset = dataset or (saved.dataset if saved is not None else "digits6x6")
+    if saved is not None and saved.dataset == dataset:
+        spec = saved
+    else:
+        spec = runs.defaults(dataset)
+        if saved is not None:
+            spec = spec.replace(seed=saved.seed, val_fraction=saved.val_fraction)
+    options = dict(spec.dataset_options)
+    source = runs.get_source(dataset)
+    if data is not None:
+        if "path" not in source.options:
+            raise click.UsageError(f"--data is a 6×6 workbook; {dataset} does not read one")
+        options["path"] = str(data)
+        options.pop("limit", None)
+    if data_dir is not None:
+        if "root" not in source.options:
+            raise click.UsageError("--data-dir applies to --dataset mnist only")
+        options["root"] = str(data_dir)
+    spec = spec.replace(dataset_options=options)
     if split is None:
         split = "test" if dataset == "mnist" else ("all" if data is not None else "val")
-    if split == "test" and dataset != "mnist":
+    if split == "test" and source.load_test is None:
         raise click.UsageError("--split test is MNIST's test split; use val, train or all")
-    if split == "all" and dataset == "mnist":
+    if split == "all" and source.load_test is not None:
         raise click.UsageError("for mnist use --split test or --split train")
-    if dataset == "mnist" and split == "val" and not config["val_fraction"]:
+    if split == "val" and source.load_test is not None and not spec.val_fraction:
         split = "test"
-    if split == "all" and dataset != "mnist":
-        config["val_fraction"] = 0.0
-    splits = load_splits(config)
-    if split in ("train", "all"):
-        X, y = splits.train
+    if split == "test":
+        (X, y), description = runs.load_test(spec)
     else:
-        if splits.val is None:
-            raise CnnxError("the checkpoint's run had no validation split; use --split all")
-        X, y = splits.val
+        loaded = runs.load_data(spec.replace(val_fraction=0.0) if split == "all" else spec)
+        description = loaded.description
+        if split in ("train", "all"):
+            X, y = loaded.train
+        else:
+            if loaded.val is None:
+                raise CnnxError("the checkpoint's run had no validation split; use --split all")
+            X, y = loaded.val
     if tuple(X.shape[1:]) != tuple(model.input_shape):
         raise DatasetError(
             f"{dataset} samples have shape {tuple(X.shape[1:])} but {model.name} expects "
@@ -130,11 +153,11 @@ def evaluate(
         )
     result = evaluate_model(model, X, y, device=dev, batch_size=batch_size)
     probs = predict_proba(model, X, device=dev, batch_size=batch_size)
-    names = class_names(dataset, model.num_classes)
+    names = _class_names(checkpoint, dataset, model.num_classes)
     matrix = confusion_matrix(y, probs.argmax(axis=1), model.num_classes)
     epoch = f", epoch {checkpoint.epoch}" if checkpoint.epoch is not None else ""
     click.echo(f"checkpoint  {checkpoint_path} ({model.name}{epoch})")
-    click.echo(f"data        {splits.description}, {split} split: {len(y)} samples")
+    click.echo(f"data        {description}, {split} split: {len(y)} samples")
     click.echo(f"device      {dev}")
     click.echo(f"loss        {result.loss:.4f}")
     click.echo(f"accuracy    {result.accuracy:.4f}")
@@ -217,7 +240,7 @@ def predict(
       cnnx predict runs/mnist/last.npz images.npy --format json
     """
     dev = resolve_device(device_spec)
-    _, model, saved = _open(checkpoint_path)
+    checkpoint, model, saved = _open(checkpoint_path)
     X, labels = load_inputs(input_path)
     if tuple(X.shape[1:]) != tuple(model.input_shape):
         raise DatasetError(
@@ -225,7 +248,7 @@ def predict(
             f"expects {tuple(model.input_shape)}"
         )
     probs = predict_proba(model, X, device=dev, batch_size=batch_size)
-    names = class_names(saved.get("dataset"), model.num_classes)
+    names = _class_names(checkpoint, None if saved is None else saved.dataset, model.num_classes)
     predicted = probs.argmax(axis=1)
     rows = []
     for i in range(len(X)):

@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
+from cnnx import runs
 from cnnx.cli.options import OPTIMIZER_FLAGS
-from cnnx.cli.train import DEFAULTS
 from cnnx.experiment.grid import (
     DATASET_OPTIONS,
     PRESETS,
@@ -85,8 +85,6 @@ def dataset_options(params: dict[str, Any], dataset: str) -> dict[str, Any]:
             raise click.UsageError("--data-dir applies to --dataset mnist only")
         options["root"] = str(params["data_dir"])
     if params["train_limit"] is not None:
-        if dataset != "mnist":
-            raise click.UsageError("--train-limit applies to --dataset mnist only")
         options["limit"] = params["train_limit"]
     for name in options:
         if name not in DATASET_OPTIONS[dataset]:
@@ -100,7 +98,7 @@ def dataset_options(params: dict[str, Any], dataset: str) -> dict[str, Any]:
 def custom_grid(params: dict[str, Any]) -> list[RunConfig]:
     """The configurations described by the grid flags, with ``cnnx train``'s defaults."""
     dataset = params["dataset"] or "digits6x6"
-    defaults = DEFAULTS[dataset]
+    defaults = runs.defaults(dataset)
     optimizers = list(params["optimizers"]) or [defaults.optimizer]
     hyper = {k: list(params[k]) for k in HYPER_FLAGS if params[k]}
     for flag in hyper:
@@ -112,9 +110,9 @@ def custom_grid(params: dict[str, Any]) -> list[RunConfig]:
             )
     if not params["optimizers"]:
         # As in `cnnx train`: the dataset's own hyperparameters go with its default optimizer.
-        for key, value in defaults.extra.items():
+        for key, value in defaults.hyperparameters.items():
             hyper.setdefault(key, [value])
-    hyper.setdefault("lr", [defaults.lr])
+    hyper.setdefault("lr", [defaults.hyperparameters["lr"]])
     batches = [parse_batch_size(b) for b in params["batch_size"]] or [defaults.batch_size]
     return grid(
         models=list(params["models"]) or [defaults.model],
@@ -225,7 +223,9 @@ def _float_flag(name: str, text: str) -> Any:
 @click.option(
     "--data-dir", type=click.Path(path_type=Path, file_okay=False), help="MNIST directory."
 )
-@click.option("--train-limit", type=click.IntRange(min=1), help="MNIST: first N training images.")
+@click.option(
+    "--train-limit", type=click.IntRange(min=1), help="Use only the first N samples (any dataset)."
+)
 @click.option(
     "--dataset-option",
     multiple=True,

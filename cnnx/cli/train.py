@@ -1,109 +1,183 @@
-"""``cnnx train``: train a model on a bundled or local dataset and report how it went."""
+"""``cnnx train``: train a model on a bundled or local dataset and report how it went.
+
+The run itself is a :class:`cnnx.runs.RunSpec` executed by :func:`cnnx.runs.execute`;
+this module turns flags (and ``--config`` files) into a spec and prints.
+"""
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
 
-from cnnx import models
+from cnnx import runs
 from cnnx.backends import device as resolve_device
-from cnnx.checkpoint import load_checkpoint
-from cnnx.cli.options import build_optimizer, optimizer_options
-from cnnx.cli.output import BEST, CONFIG, LAST, METRICS, RunDirectory
-from cnnx.errors import CnnxError
-from cnnx.train import EpochRecord, evaluate, fit
-from cnnx.utils.progress import Progress
-
-
-@dataclass(frozen=True)
-class DatasetDefaults:
-    """Training defaults that make sense for one dataset."""
-
-    model: str
-    optimizer: str
-    lr: float
-    epochs: int
-    batch_size: int | None
-    extra: dict[str, float]
-
-
-# digits6x6 defaults reproduce report 000's best configuration (S-Adam).
-DEFAULTS: dict[str, DatasetDefaults] = {
-    "digits6x6": DatasetDefaults(
-        "simple_cnn", "adam", 0.01, 300, None, {"beta1": 0.7, "beta2": 0.99}
-    ),
-    "mnist": DatasetDefaults("mnist_cnn", "adam", 0.001, 3, 64, {}),
-    "patterns": DatasetDefaults("toy_convnet", "sgd", 0.01, 500, 8, {}),
-}
+from cnnx.cli.options import check_optimizer_flags, optimizer_options
+from cnnx.errors import CnnxError, ConfigError
+from cnnx.runs import CONFIG, LAST, RunSpec
+from cnnx.runs.signals import EXIT_TERMINATED, RunInterrupted, Terminated, terminate_raises
+from cnnx.train import EpochRecord
+from cnnx.utils.progress import Progress, Ticker, format_duration
 
 HYPER_FLAGS = ("lr", "momentum", "rho", "beta1", "beta2", "eps", "weight_decay")
 
+# Spec fields and the flags that set them (for messages that name the flag).
+FIELD_FLAGS = {
+    **{f"hyperparameters.{k}": k for k in HYPER_FLAGS},
+    "optimizer": "optimizer",
+    "epochs": "epochs",
+    "batch_size": "batch_size",
+    "val_fraction": "val_fraction",
+    "seed": "seed",
+    "dataset": "dataset",
+    "dataset_options.path": "data",
+    "dataset_options.root": "data_dir",
+    "dataset_options.limit": "train_limit",
+    "limit": "train_limit",
+}
 
-@dataclass
-class Splits:
-    """Training and validation arrays, with a name for the validation part."""
 
-    train: tuple[np.ndarray, np.ndarray]
-    val: tuple[np.ndarray, np.ndarray] | None
-    val_name: str
-    description: str
+def flag_name(param: str) -> str:
+    """``"model_name"`` -> ``"--model"``, ``"batch_size"`` -> ``"--batch-size"``."""
+    return "--" + param.replace("_name", "").replace("_", "-")
 
 
-def load_splits(config: dict[str, Any]) -> Splits:
-    """Load the configured dataset and split it the way ``cnnx train`` documents.
+def explicit(ctx: click.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
-    digits6x6 and patterns: a stratified ``val_fraction`` split (default 0.2) drawn
-    with the run's seed. mnist: the train split, evaluated on the test split, or on
-    a stratified part of train when ``val_fraction`` is given.
+
+def as_usage_error(ctx: click.Context, exc: ConfigError) -> Exception:
+    """A spec error caused by a flag, as a usage error naming that flag; others unchanged."""
+    param = FIELD_FLAGS.get(exc.field or "")
+    if param is None or not explicit(ctx, param):
+        return exc
+    value = ctx.params.get(param)
+    return click.UsageError(f"{flag_name(param)} {value}: {exc.detail}")
+
+
+def spec_from_flags(
+    ctx: click.Context, base: RunSpec, params: dict[str, Any], device: str
+) -> RunSpec:
+    """``base`` with every flag given applied (flags override fields).
+
+    An explicitly chosen ``--optimizer`` keeps only the base's learning rate; the other
+    hyperparameters are then the optimizer's own defaults unless flags set them.
     """
-    from cnnx import datasets
-
-    dataset, seed, limit = config["dataset"], config["seed"], config["train_limit"]
-    fraction = config["val_fraction"]
-    if dataset == "mnist":
-        root = config["data_dir"]
-        X, y = datasets.load_mnist("train", root=root)
-        if limit is not None:
-            X, y = X[:limit], y[:limit]
-        name = f"MNIST train ({len(y)} images)"
-        if not fraction:
-            Xt, yt = datasets.load_mnist("test", root=root)
-            return Splits((X, y), (Xt, yt), "test", name)
+    changes: dict[str, Any] = {"device": device}
+    dataset = base.dataset
+    options = dict(base.dataset_options)
+    if explicit(ctx, "dataset") and params["dataset"] != base.dataset:
+        dataset, options = params["dataset"], {}
+    source = runs.get_source(dataset)
+    if params["data"] is not None:
+        if "path" not in source.options:
+            raise click.UsageError(
+                f"--data is a 6×6 workbook; {dataset} does not read one"
+                + (" (for mnist use --data-dir)" if dataset == "mnist" else "")
+            )
+        options["path"] = str(params["data"])
+    if params["data_dir"] is not None:
+        if "root" not in source.options:
+            raise click.UsageError("--data-dir applies to --dataset mnist only")
+        options["root"] = str(params["data_dir"])
+    if params["train_limit"] is not None:
+        options["limit"] = params["train_limit"]
+    changes.update(dataset=dataset, dataset_options=options)
+    flags = {k: params[k] for k in HYPER_FLAGS if params[k] is not None}
+    if params["optimizer"] is not None:
+        optimizer = params["optimizer"]
+        hyper = {"lr": base.hyperparameters["lr"], **flags}
     else:
-        if dataset == "digits6x6":
-            X, y = datasets.load_digits6x6(config["data"])
-            name = config["data"] or "the bundled 6×6 digits"
-        else:
-            X, y = datasets.make_patterns()
-            name = "the 11×11 patterns"
-        if limit is not None:
-            X, y = X[:limit], y[:limit]
-        name = f"{name} ({len(y)} samples)"
-        fraction = 0.2 if fraction is None else fraction
-        if fraction == 0:
-            return Splits((X, y), None, "val", name)
-    train_idx, val_idx = datasets.stratified_split(y, fraction, seed=seed)
-    return Splits((X[train_idx], y[train_idx]), (X[val_idx], y[val_idx]), "val", name)
+        optimizer = base.optimizer
+        hyper = {**base.hyperparameters, **flags}
+    check_optimizer_flags(optimizer, flags)
+    changes.update(optimizer=optimizer, hyperparameters=hyper)
+    if params["model_name"] is not None:
+        changes["model"] = params["model_name"]
+    for name in ("epochs", "batch_size", "val_fraction"):
+        if params[name] is not None:
+            changes[name] = params[name]
+    if explicit(ctx, "seed"):
+        changes["seed"] = params["seed"]
+    try:
+        return base.replace(**changes)
+    except ConfigError as exc:
+        raise as_usage_error(ctx, exc) from None
+
+
+# Flags that may differ when resuming; every other flag given must match the saved run.
+RESUMABLE_FLAGS = {
+    "epochs", "device_spec", "quiet", "save_every", "resume", "overwrite", "output_dir",
+}  # fmt: skip
+
+
+def _flag_value(spec: RunSpec, param: str) -> Any:
+    if param in HYPER_FLAGS:
+        return spec.hyperparameters.get(param)
+    options = {"data": "path", "data_dir": "root", "train_limit": "limit"}
+    if param in options:
+        return spec.dataset_options.get(options[param])
+    return getattr(spec, {"model_name": "model"}.get(param, param))
+
+
+def resume_spec(ctx: click.Context, params: dict[str, Any], saved: RunSpec) -> RunSpec:
+    """The saved spec, with the flags that may change on resume applied.
+
+    Raises:
+        click.UsageError: a flag contradicts the saved spec.
+    """
+    proposed = spec_from_flags(ctx, saved, params, saved.device)
+    conflicts = []
+    for name in ctx.params:
+        if name in RESUMABLE_FLAGS or not explicit(ctx, name):
+            continue
+        ours, theirs = _flag_value(proposed, name), _flag_value(saved, name)
+        if ours != theirs:
+            conflicts.append(f"{flag_name(name)} {ours} (saved: {theirs})")
+    if conflicts:
+        raise click.UsageError(
+            "--resume continues a run with its saved configuration; these flags contradict it: "
+            + "; ".join(conflicts)
+        )
+    return saved.replace(epochs=params["epochs"]) if explicit(ctx, "epochs") else saved
+
+
+def plural(count: int, noun: str) -> str:
+    """``"1 epoch"``, ``"3 epochs"``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 class Reporter:
-    """Shows training progress: a bar on a terminal, periodic plain lines otherwise."""
+    """Shows training progress.
+
+    On a terminal: a bar whose end always shows the latest epoch's metrics. Otherwise
+    (a log, a pipe), unless quiet: a plain line at least every ``interval`` seconds -
+    the epoch's metrics at an epoch's end, or how far the current epoch has got - and
+    one for the last epoch.
+    """
 
     def __init__(
-        self, epochs: range, samples: int, batches_per_epoch: int, quiet: bool, val_name: str
+        self,
+        epochs: range,
+        samples: int,
+        batches_per_epoch: int,
+        quiet: bool,
+        val_name: str,
+        interval: float = 10.0,
     ):
         self.last_epoch = epochs.stop - 1
+        self.epoch = epochs.start
+        self.samples = samples
+        self.seen = 0
         self.quiet = quiet
         self.val_name = val_name
         self.interactive = sys.stderr.isatty() and not quiet
-        self.every = max(1, len(epochs) // 10)
+        self.plain = not quiet and not self.interactive
+        self.ticker = Ticker(interval)
         self.per_batch = batches_per_epoch > 1
         total = len(epochs) * samples if self.per_batch else len(epochs)
         unit = "samples" if self.per_batch else "epochs"
@@ -112,6 +186,15 @@ class Reporter:
     def on_batch(self, count: int) -> None:
         if self.per_batch:
             self.bar.update(count)
+        self.seen += count
+        # The batch that ends an epoch leaves the line to on_epoch, which has its metrics.
+        if self.plain and self.seen < self.samples and self.ticker.due():
+            click.echo(
+                f"epoch {self.epoch}/{self.last_epoch}  {self.seen:,}/{self.samples:,} samples "
+                f"({100 * self.seen / max(self.samples, 1):.0f}%)  "
+                f"{format_duration(self.ticker.elapsed)} elapsed",
+                err=True,
+            )
 
     def describe(self, record: EpochRecord) -> str:
         text = f"loss {record.loss:.4f}  acc {record.accuracy:.4f}"
@@ -123,11 +206,13 @@ class Reporter:
         return text
 
     def on_epoch(self, record: EpochRecord) -> None:
+        self.epoch, self.seen = record.epoch + 1, 0
         if self.interactive:
             if not self.per_batch:
                 self.bar.update(1)
             self.bar.set_postfix(f"epoch {record.epoch}  {self.describe(record)}")
-        elif not self.quiet and (record.epoch % self.every == 0 or record.epoch == self.last_epoch):
+        elif self.plain and (record.epoch == self.last_epoch or self.ticker.due()):
+            self.ticker.mark()
             click.echo(
                 f"epoch {record.epoch}/{self.last_epoch}  {self.describe(record)}"
                 f"  {record.seconds:.3f}s",
@@ -136,93 +221,6 @@ class Reporter:
 
     def close(self) -> None:
         self.bar.close()
-
-
-def _explicit(ctx: click.Context, name: str) -> bool:
-    source = ctx.get_parameter_source(name)
-    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
-
-
-def new_config(ctx: click.Context, params: dict[str, Any], dev_spec: str) -> dict[str, Any]:
-    """The full configuration of a new run: flags given, else the dataset's defaults."""
-    dataset = params["dataset"]
-    defaults = DEFAULTS[dataset]
-    if dataset == "mnist" and params["data"] is not None:
-        raise click.UsageError("--data is a 6×6 workbook; for mnist use --data-dir")
-    if dataset != "mnist" and params["data_dir"] is not None:
-        raise click.UsageError("--data-dir applies to --dataset mnist only")
-    if dataset == "patterns" and params["data"] is not None:
-        raise click.UsageError("--data is a 6×6 workbook; the patterns dataset is generated")
-    optimizer = params["optimizer"] or defaults.optimizer
-    hyper = {k: params[k] for k in HYPER_FLAGS if params[k] is not None}
-    if optimizer == defaults.optimizer and params["optimizer"] is None:
-        hyper = {**defaults.extra, **hyper}
-    hyper.setdefault("lr", defaults.lr)
-    return {
-        "dataset": dataset,
-        "data": str(params["data"]) if params["data"] is not None else None,
-        "data_dir": str(params["data_dir"]) if params["data_dir"] is not None else None,
-        "train_limit": params["train_limit"],
-        "model": models.canonical_name(params["model_name"] or defaults.model),
-        "optimizer": optimizer,
-        "hyperparameters": hyper,
-        "epochs": params["epochs"] or defaults.epochs,
-        "batch_size": params["batch_size"] or defaults.batch_size,
-        "val_fraction": params["val_fraction"],
-        "seed": params["seed"],
-        "device": dev_spec,
-    }
-
-
-# Flags that may differ when resuming; every other flag given must match the saved run.
-RESUMABLE_FLAGS = {"epochs", "device_spec", "quiet", "save_every", "resume", "overwrite"}
-
-
-def resume_config(
-    ctx: click.Context, params: dict[str, Any], saved: dict[str, Any]
-) -> dict[str, Any]:
-    """The saved configuration, with the flags that may change on resume applied.
-
-    Raises:
-        click.UsageError: a flag contradicts the saved configuration.
-    """
-    proposed = new_config(ctx, params, saved["device"])
-    conflicts = []
-    for name in ctx.params:
-        if name in RESUMABLE_FLAGS or not _explicit(ctx, name):
-            continue
-        if name in HYPER_FLAGS:
-            ours, theirs = proposed["hyperparameters"].get(name), saved["hyperparameters"].get(name)
-        elif name == "model_name":
-            ours, theirs = proposed["model"], saved["model"]
-        elif name == "output_dir":
-            continue
-        else:
-            ours, theirs = proposed.get(name), saved.get(name)
-        if ours != theirs:
-            conflicts.append(
-                f"--{name.replace('_name', '').replace('_', '-')} {ours} (saved: {theirs})"
-            )
-    if conflicts:
-        raise click.UsageError(
-            "--resume continues a run with its saved configuration; these flags contradict it: "
-            + "; ".join(conflicts)
-        )
-    config = dict(saved)
-    if _explicit(ctx, "epochs"):
-        config["epochs"] = params["epochs"]
-    return config
-
-
-def _best_so_far(run_dir: Path, epochs: int) -> float:
-    best = -1.0
-    path = run_dir / METRICS
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines()[:epochs]:
-            value = json.loads(line).get("val_accuracy")
-            if value is not None:
-                best = max(best, value)
-    return best
 
 
 @click.command()
@@ -235,7 +233,7 @@ def _best_so_far(run_dir: Path, epochs: int) -> float:
 )
 @click.option(
     "--dataset",
-    type=click.Choice(sorted(DEFAULTS)),
+    type=click.Choice(sorted(runs.SOURCES)),
     default="digits6x6",
     show_default=True,
     help="What to train on.",
@@ -300,6 +298,12 @@ def _best_so_far(run_dir: Path, epochs: int) -> float:
     type=click.Path(path_type=Path, file_okay=False, exists=True),
     help="Continue the run saved in this directory from its last.npz.",
 )
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Run the run defined in this JSON file (a run directory's config.json works); "
+    "flags given override its fields.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
 @click.pass_context
 def train(ctx: click.Context, **params: Any) -> None:
@@ -309,6 +313,9 @@ def train(ctx: click.Context, **params: Any) -> None:
     β2 0.99) for 300 full-batch epochs on the bundled 6×6 digits, 80/20 stratified
     split, seed 0, on the CPU.
 
+    --config FILE runs the run defined in FILE (a config.json of a run directory,
+    or a best.json of cnnx tune); flags given as well override its fields.
+
     \b
     Examples:
       cnnx train
@@ -316,122 +323,127 @@ def train(ctx: click.Context, **params: Any) -> None:
       cnnx train --data my_course_file.xlsx --epochs 600 --output-dir runs/mine
       cnnx train --dataset mnist --epochs 5 --batch-size 128 --output-dir runs/mnist
       cnnx train --output-dir runs/a --save-every 50     # later: cnnx train --resume runs/a
+      cnnx train --config runs/a/config.json --seed 1 --output-dir runs/a-seed1
     """
+    with terminate_raises():
+        try:
+            _train(ctx, params)
+        except RunInterrupted as stop:
+            click.echo(interrupted_message(stop, params), err=True)
+            sys.exit(stop.exit_status)
+        except Terminated:
+            click.echo("terminated", err=True)
+            sys.exit(EXIT_TERMINATED)
+
+
+def interrupted_message(stop: RunInterrupted, params: dict[str, Any]) -> str:
+    """What an interrupted run kept, and how to continue it."""
+    what = "terminated" if stop.terminated else "interrupted"
+    run_dir = params["resume"] or params["output_dir"]
+    if run_dir is None:
+        return f"{what}: nothing was kept (no --output-dir)"
+    if stop.checkpoint is None:
+        return f"{what}: no epoch had finished, so {run_dir} was left as it was"
+    return (
+        f"{what}: epoch {stop.epoch} is saved in {stop.checkpoint}; continue with: "
+        f"cnnx train --resume {run_dir}"
+    )
+
+
+def _train(ctx: click.Context, params: dict[str, Any]) -> None:
     quiet = params["quiet"]
-    dev = resolve_device(params["device_spec"])  # fails early, before any data is read
     resume_dir: Path | None = params["resume"]
-    checkpoint = None
+    config_file: Path | None = params["config"]
     if resume_dir is not None:
         if params["output_dir"] is not None and Path(params["output_dir"]) != resume_dir:
             raise click.UsageError(
                 "--resume writes into the run's own directory; drop --output-dir"
             )
+        if config_file is not None:
+            raise click.UsageError("--resume continues the run saved there; drop --config")
+        dev = resolve_device(params["device_spec"])  # fails early, before any data is read
         if not (resume_dir / CONFIG).is_file() or not (resume_dir / LAST).is_file():
             raise CnnxError(f"--resume {resume_dir}: no {CONFIG} and {LAST} there to resume from")
-        run_dir: RunDirectory | None = RunDirectory(resume_dir)
-        config = resume_config(ctx, params, run_dir.read_config())
-        config["device"] = dev.spec
-        checkpoint = load_checkpoint(resume_dir / LAST)
+        saved = RunSpec.from_dict(
+            runs.read_config_file(resume_dir / CONFIG), source=str(resume_dir / CONFIG)
+        )
+        spec = resume_spec(ctx, params, saved).replace(device=dev.spec)
+        run_dir: Path | None = resume_dir
     else:
         if params["save_every"] is not None and params["output_dir"] is None:
             raise click.UsageError("--save-every needs --output-dir")
-        config = new_config(ctx, params, dev.spec)
-        run_dir = (
-            RunDirectory.create(params["output_dir"], params["overwrite"])
-            if params["output_dir"] is not None
-            else None
-        )
+        if config_file is not None:
+            base = RunSpec.from_dict(runs.read_config_file(config_file), source=str(config_file))
+            device = params["device_spec"] if explicit(ctx, "device_spec") else base.device
+        else:
+            base = runs.defaults(params["dataset"])
+            device = params["device_spec"]
+        dev = resolve_device(device)  # fails early, before any data is read
+        spec = spec_from_flags(ctx, base, params, dev.spec)
+        run_dir = params["output_dir"]
 
-    splits = load_splits(config)
-    model = models.get(config["model"], seed=config["seed"])
-    model.to(dev)
-    opt = build_optimizer(config["optimizer"], model, config["hyperparameters"])
-    rng = np.random.default_rng(config["seed"])
-    initial_epoch = 0
-    if checkpoint is not None:
-        checkpoint.restore_model(model)
-        checkpoint.restore_optimizer(opt)
-        checkpoint.restore_rng(rng)
-        initial_epoch = int(checkpoint.epoch or 0)
-        if config["epochs"] <= initial_epoch:
-            raise click.UsageError(
-                f"--resume {resume_dir}: the run already has {initial_epoch} epochs; pass "
-                f"--epochs larger than that to continue"
+    reporter: Reporter | None = None
+
+    def on_start(start: runs.RunStart) -> None:
+        nonlocal reporter
+        n = len(start.data.train[1])
+        batches = 1 if spec.batch_size is None else -(-n // spec.batch_size)
+        epochs = range(start.initial_epoch + 1, spec.epochs + 1)
+        reporter = Reporter(epochs, n, batches, quiet, start.data.val_name)
+        if not quiet:
+            action = (
+                f"resuming at epoch {start.initial_epoch + 1} of"
+                if start.initial_epoch
+                else "training"
             )
-        run_dir.truncate_metrics(initial_epoch)
-    X, y = splits.train
-    config["train_samples"] = len(y)
-    config["val_samples"] = 0 if splits.val is None else len(splits.val[1])
-    if run_dir is not None:
-        run_dir.write_config(config)
-
-    epochs = range(initial_epoch + 1, config["epochs"] + 1)
-    if not quiet:
-        action = f"resuming at epoch {initial_epoch + 1} of" if initial_epoch else "training"
-        click.echo(
-            f"{action} {config['model']} ({model.num_parameters():,} parameters) on "
-            f"{splits.description} with {opt!r}, {config['epochs']} epochs, on {dev}",
-            err=True,
-        )
-    batch_size = config["batch_size"]
-    batches = 1 if batch_size is None else -(-len(y) // batch_size)
-    reporter = Reporter(epochs, len(y), batches, quiet, splits.val_name)
-    save_every = params["save_every"]
-    best = _best_so_far(run_dir.path, initial_epoch) if run_dir is not None else -1.0
-    meta = {"dataset": config["dataset"], "device": dev.spec}
-
-    def on_epoch(record: EpochRecord) -> None:
-        nonlocal best
-        reporter.on_epoch(record)
-        if run_dir is None:
-            return
-        run_dir.append_metrics(record)
-        position = {"rng": rng, "epoch": record.epoch, "step": opt.step_count}
-        if save_every is not None and record.epoch % save_every == 0:
-            run_dir.save(LAST, model, opt, config, **position, **meta)
-        if record.val_accuracy is not None and record.val_accuracy > best:
-            best = record.val_accuracy
-            run_dir.save(BEST, model, opt, config, **position, **meta)
+            click.echo(
+                f"{action} {spec.model} ({start.model.num_parameters():,} parameters) on "
+                f"{start.data.description} with {start.optimizer!r}, "
+                f"{plural(spec.epochs, 'epoch')}, on {start.device}",
+                err=True,
+            )
 
     start = time.perf_counter()
     try:
-        history = fit(
-            model, opt, splits.train, splits.val, epochs=config["epochs"],
-            batch_size=batch_size, rng=rng, initial_epoch=initial_epoch,
-            on_epoch=on_epoch, on_batch=reporter.on_batch,
-        )  # fmt: skip
-    finally:
-        reporter.close()
-        if run_dir is not None:
-            run_dir.close()
-    wall = time.perf_counter() - start
-    if run_dir is not None:
-        run_dir.save(
-            LAST,
-            model,
-            opt,
-            config,
-            rng=rng,
-            epoch=history.final.epoch,
-            step=opt.step_count,
-            **meta,
+        outcome = runs.execute(
+            spec,
+            run_dir=run_dir,
+            resume=resume_dir is not None,
+            overwrite=params["overwrite"],
+            save_every=params["save_every"],
+            on_start=on_start,
+            on_epoch=lambda record: reporter.on_epoch(record) if reporter else None,
+            on_batch=lambda count: reporter.on_batch(count) if reporter else None,
         )
-    final_train = evaluate(model, X, y)
+    except ConfigError as exc:
+        if resume_dir is not None and exc.field == "epochs":
+            raise click.UsageError(f"--resume {resume_dir}: {exc.detail}") from None
+        raise as_usage_error(ctx, exc) from None
+    finally:
+        if reporter is not None:
+            reporter.close()
+    wall = time.perf_counter() - start
+    if outcome.diverged is not None:
+        raise outcome.diverged
 
-    last = history.final
-    click.echo(f"device          {dev}")
-    click.echo(f"model           {config['model']} ({model.num_parameters():,} parameters)")
-    click.echo(f"optimizer       {opt!r}")
-    click.echo(f"epochs          {last.epoch} (batch {batch_size or 'full'})")
+    last = outcome.history.final
+    click.echo(f"device          {outcome.device}")
+    click.echo(f"model           {spec.model} ({outcome.model.num_parameters():,} parameters)")
+    click.echo(f"optimizer       {outcome.optimizer!r}")
+    click.echo(f"data            {outcome.description}: {outcome.samples_read} samples read")
+    click.echo(f"epochs          {last.epoch} (batch {spec.batch_size or 'full'})")
     click.echo(
-        f"train accuracy  {final_train.accuracy:.4f}  loss {final_train.loss:.4f}"
-        f"  ({len(y)} samples)"
+        f"train accuracy  {outcome.train_accuracy:.4f}  loss {outcome.train_loss:.4f}"
+        f"  ({outcome.train_samples} samples)"
     )
     if last.val_accuracy is not None:
         click.echo(
-            f"{splits.val_name + ' accuracy':<15} {last.val_accuracy:.4f}  loss {last.val_loss:.4f}"
-            f"  ({config['val_samples']} samples)"
+            f"{outcome.val_name + ' accuracy':<15} {last.val_accuracy:.4f}  "
+            f"loss {last.val_loss:.4f}  ({outcome.val_samples} samples)"
         )
     click.echo(f"wall time       {wall:.2f} s")
-    if run_dir is not None:
-        click.echo(f"saved to        {run_dir.path}")
+    if outcome.run_dir is not None:
+        kept = "config.json, metrics.jsonl, last.npz" + (", best.npz" if outcome.best else "")
+        click.echo(f"saved to        {outcome.run_dir} ({kept})")
+    else:
+        click.echo("saved to        nothing: pass --output-dir DIR to keep weights and metrics")

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from cnnx.backends import device as resolve_device
+from cnnx.errors import ConfigError
 from cnnx.experiment import report
 from cnnx.experiment.grid import Experiment, RunConfig, preset
-from cnnx.experiment.runner import RunResult, build, load_dataset, run_many
+from cnnx.experiment.runner import RunResult, run_many
 from cnnx.experiment.store import (
     ACCURACY_PNG,
     CURVES_CSV,
@@ -21,6 +22,7 @@ from cnnx.experiment.store import (
     SUMMARY_MD,
     ExperimentDirectory,
 )
+from cnnx.runs import build, check_fits, load_data
 
 
 @dataclass
@@ -92,26 +94,14 @@ def check_config(config: RunConfig) -> None:
     Raises:
         ValueError: the combination cannot train.
     """
-    X, y = load_dataset(config)
     where = f"configuration {config.name!r}"
     try:
-        model, _ = build(config, 0)
-    except TypeError as exc:
-        raise ValueError(f"{where}: {exc}") from None
-    except ValueError as exc:
-        raise ValueError(f"{where}: {exc}") from None
-    expected = getattr(model, "input_shape", None)
-    if expected is not None and tuple(X.shape[1:]) != tuple(expected):
-        raise ValueError(
-            f"{where}: model {config.model} takes inputs of shape {tuple(expected)} but "
-            f"dataset {config.dataset} has samples of shape {tuple(X.shape[1:])}"
-        )
-    classes = int(model(X[:1]).shape[1])
-    if int(y.max()) >= classes:
-        raise ValueError(
-            f"{where}: model {config.model} outputs {classes} classes but dataset "
-            f"{config.dataset} has labels up to {int(y.max())}"
-        )
+        spec = config.spec(0)
+        data = load_data(spec)
+        model, _ = build(spec)
+        check_fits(spec, model, data)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc.detail}", field=exc.field, detail=exc.detail) from None
 
 
 def run_experiment(

@@ -1,34 +1,46 @@
 """What an experiment runs: configurations, seeds, grids over them, and named presets.
 
-A :class:`RunConfig` is everything about one training run except its seed: the
-data, the model, the optimizer and its hyperparameters, epochs, batch size and the
-validation share. An :class:`Experiment` is a list of configurations and a list
-of seeds; it runs every configuration once per seed. :func:`grid` builds the
-configurations of a Cartesian product (models × optimizers × learning rates × …),
-and :data:`PRESETS` holds the experiments of the research reports by name.
+A :class:`RunConfig` is a name and everything about one training run except its seed
+and device: a :class:`cnnx.runs.RunSpec` without those two (:meth:`RunConfig.spec`
+adds them), validated by the same rules. An :class:`Experiment` is a list of
+configurations and a list of seeds; it runs every configuration once per seed.
+:func:`grid` builds the configurations of a Cartesian product (models × optimizers ×
+learning rates × …), and :data:`PRESETS` holds the experiments of the research
+reports by name.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 import itertools
-import math
 import numbers
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cnnx.errors import ConfigError
 from cnnx.models import canonical_name
 from cnnx.optim import OPTIMIZERS
+from cnnx.runs import SOURCES, RunSpec, optimizer_hyperparameters
+from cnnx.runs.spec import check_fields
+from cnnx.runs.spec import plain as _plain
+
+
+class _SourceOptions(Mapping[str, tuple[str, ...]]):
+    """Dataset name -> the options it takes, read from the data-source registry."""
+
+    def __getitem__(self, name: str) -> tuple[str, ...]:
+        return SOURCES[name].all_options
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(SOURCES)
+
+    def __len__(self) -> int:
+        return len(SOURCES)
+
 
 #: Datasets an experiment can train on, and the options each one takes.
-DATASET_OPTIONS: dict[str, tuple[str, ...]] = {
-    "digits6x6": ("path",),
-    "patterns": ("n_per_class", "size", "noise", "seed", "max_shift"),
-    "mnist": ("root", "limit"),
-}
+DATASET_OPTIONS: Mapping[str, tuple[str, ...]] = _SourceOptions()
 
 _RUN_CONFIG_KEYS = (
     "name", "model", "model_options", "optimizer", "hyperparameters", "dataset",
@@ -37,40 +49,8 @@ _RUN_CONFIG_KEYS = (
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._=+-]+")
 
 
-@functools.cache
-def optimizer_hyperparameters(optimizer: str) -> tuple[str, ...]:
-    """The keyword arguments of an optimizer's constructor: ``("lr", "rho", "eps", …)``.
-
-    Read from the class's signature, so it cannot drift from ``cnnx.optim``.
-
-    Raises:
-        ValueError: no optimizer of that name.
-    """
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(
-            f"unknown optimizer {optimizer!r}; available: {', '.join(sorted(OPTIMIZERS))}"
-        )
-    signature = inspect.signature(OPTIMIZERS[optimizer].__init__)
-    return tuple(name for name in signature.parameters if name not in ("self", "params"))
-
-
 def _all_hyperparameters() -> set[str]:
     return set().union(*(optimizer_hyperparameters(name) for name in OPTIMIZERS))
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-ready copy: numbers as Python int/float, so a saved config compares equal."""
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real):
-        return float(value)
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in sorted(value.items())}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return str(value)
 
 
 @dataclass(frozen=True)
@@ -108,54 +88,25 @@ class RunConfig:
     val_fraction: float = 0.2
 
     def __post_init__(self) -> None:
-        where = f"configuration {self.name!r}"
         if not isinstance(self.name, str) or not self.name.strip():
-            raise ValueError(f"configuration name must be a non-empty string, got {self.name!r}")
-        try:
-            model = canonical_name(self.model)
-        except ValueError as exc:
-            raise ValueError(f"{where}: {exc}") from None
-        object.__setattr__(self, "model", model)
-        try:
-            allowed = optimizer_hyperparameters(self.optimizer)
-        except ValueError as exc:
-            raise ValueError(f"{where}: {exc}") from None
-        for key, value in self.hyperparameters.items():
-            if key not in allowed:
-                raise ValueError(
-                    f"{where}: {self.optimizer} takes no hyperparameter {key!r} "
-                    f"(it takes {', '.join(allowed)})"
-                )
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                raise TypeError(f"{where}: hyperparameter {key} must be a number, got {value!r}")
-        if "lr" not in self.hyperparameters:
-            raise ValueError(f"{where}: hyperparameters need a learning rate 'lr'")
-        if self.dataset not in DATASET_OPTIONS:
-            raise ValueError(
-                f"{where}: unknown dataset {self.dataset!r}; "
-                f"available: {', '.join(sorted(DATASET_OPTIONS))}"
+            raise ConfigError(
+                f"configuration name must be a non-empty string, got {self.name!r}", field="name"
             )
-        for key in self.dataset_options:
-            if key not in DATASET_OPTIONS[self.dataset]:
-                raise ValueError(
-                    f"{where}: dataset {self.dataset} takes no option {key!r} "
-                    f"(it takes {', '.join(DATASET_OPTIONS[self.dataset])})"
-                )
-        if "seed" in self.model_options:
-            raise ValueError(f"{where}: the model's seed is the run's seed; drop 'seed'")
-        _check_count(where, "epochs", self.epochs)
-        if self.batch_size is not None:
-            _check_count(where, "batch_size", self.batch_size)
         fraction = self.val_fraction
-        if (
-            isinstance(fraction, bool)
-            or not isinstance(fraction, numbers.Real)
-            or not (math.isfinite(fraction) and 0 <= fraction < 1)
-        ):
-            raise ValueError(f"{where}: val_fraction must be in [0, 1), got {fraction!r}")
-        for attr in ("model_options", "hyperparameters", "dataset_options"):
-            object.__setattr__(self, attr, _plain(getattr(self, attr)))
-        object.__setattr__(self, "val_fraction", float(fraction))
+        if fraction is None:
+            raise ConfigError(
+                f"configuration {self.name!r}: val_fraction must be in [0, 1), got None",
+                field="val_fraction",
+            )
+        fields = {key: getattr(self, key) for key in _RUN_CONFIG_KEYS if key != "name"}
+        checked = check_fields(fields, f"configuration {self.name!r}")
+        for key in fields:
+            object.__setattr__(self, key, checked[key])
+
+    def spec(self, seed: int, device: str = "cpu") -> RunSpec:
+        """The run of this configuration with ``seed`` on ``device``."""
+        fields = {key: getattr(self, key) for key in _RUN_CONFIG_KEYS if key != "name"}
+        return RunSpec(seed=seed, device=device, **fields)
 
     @property
     def file_stem(self) -> str:
@@ -211,11 +162,6 @@ def _ordered(hyper: Mapping[str, float]) -> list[tuple[str, float]]:
 
 def _number(value: float) -> str:
     return f"{value:g}"
-
-
-def _check_count(where: str, name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{where}: {name} must be a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True)

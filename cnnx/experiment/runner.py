@@ -9,27 +9,16 @@ the "spawn" method (safe with CuPy, the same on every OS).
 from __future__ import annotations
 
 import contextlib
-import functools
-import json
 import multiprocessing
 import os
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from cnnx import models
-from cnnx.backends import device as resolve_device
-from cnnx.errors import TrainingDiverged
 from cnnx.experiment.grid import RunConfig
-from cnnx.optim import OPTIMIZERS
-from cnnx.train import evaluate, fit
-
-OK = "ok"
-DIVERGED = "diverged"
+from cnnx.runs import DIVERGED, OK, RunData, RunOutcome
+from cnnx.runs import execute as execute_spec
 
 #: Thread-count variables of the BLAS and OpenMP libraries NumPy may use. They are
 #: read once, when the library loads, so they must be in a worker's environment
@@ -117,128 +106,61 @@ class RunResult:
         return cls(config=config, **known)
 
 
-# --- data ------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=4)
-def _load_cached(dataset: str, options_json: str) -> tuple[np.ndarray, np.ndarray]:
-    from cnnx import datasets
-
-    options = json.loads(options_json)
-    if dataset == "digits6x6":
-        return datasets.load_digits6x6(options.get("path"))
-    if dataset == "patterns":
-        return datasets.make_patterns(**options)
-    if dataset == "mnist":
-        X, y = datasets.load_mnist("train", root=options.get("root"))
-        limit = options.get("limit")
-        return (X, y) if limit is None else (X[:limit], y[:limit])
-    raise ValueError(f"unknown dataset {dataset!r}")
-
-
-def load_dataset(config: RunConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The whole data set of ``config`` (before the split), loaded once per process.
-
-    Returns:
-        ``(X, y)``: ``(N, C, H, W) float32`` and ``(N,) int64``. Shared between runs:
-        do not modify.
-    """
-    options = json.dumps(config.dataset_options, sort_keys=True)
-    return _load_cached(config.dataset, options)
-
-
-def split(config: RunConfig, seed: int) -> tuple[tuple[Any, Any], tuple[Any, Any] | None]:
-    """The run's training and validation arrays: a stratified split drawn with ``seed``."""
-    from cnnx.datasets import stratified_split
-
-    X, y = load_dataset(config)
-    if config.val_fraction == 0:
-        return (X, y), None
-    train_idx, val_idx = stratified_split(y, config.val_fraction, seed=seed)
-    return (X[train_idx], y[train_idx]), (X[val_idx], y[val_idx])
-
-
-def build(config: RunConfig, seed: int):
-    """The run's model (initialised from ``seed``) and its optimizer."""
-    model = models.get(config.model, seed=seed, **config.model_options)
-    optimizer = OPTIMIZERS[config.optimizer](model.named_parameters(), **config.hyperparameters)
-    return model, optimizer
-
-
 # --- one run ---------------------------------------------------------------------------
 
 
-def execute(config: RunConfig | Mapping[str, Any], seed: int, device: str = "cpu") -> RunResult:
-    """Train one configuration with one seed and measure it.
+def execute(
+    config: RunConfig | Mapping[str, Any],
+    seed: int,
+    device: str = "cpu",
+    *,
+    data: RunData | None = None,
+) -> RunResult:
+    """Train one configuration with one seed and measure it, through :func:`cnnx.runs.execute`.
 
-    The seed draws the stratified split (``stratified_split(y, val_fraction,
-    seed)``), the weights (``models.get(name, seed=seed)``) and the minibatch order
-    (``fit(..., seed=seed)``). A run whose loss becomes NaN or infinite is returned
+    The seed draws the stratified split, the weights and the minibatch order (see
+    :class:`cnnx.runs.RunSpec`). A run whose loss becomes NaN or infinite is returned
     with status ``"diverged"``, not raised.
 
     Args:
         config: the configuration (or its dict form).
         seed: non-negative integer.
         device: device spec (``"cpu"``, ``"cuda:0"``).
+        data: the run's data when already loaded (e.g. sent to a cluster worker).
 
     Returns:
         A :class:`RunResult`.
     """
     if not isinstance(config, RunConfig):
         config = RunConfig.from_dict(config)
-    start = time.perf_counter()
-    dev = resolve_device(device)
-    train, val = split(config, seed)
-    model, optimizer = build(config, seed)
-    model.to(dev)
-    records: list[Any] = []
-    diverged: TrainingDiverged | None = None
-    try:
-        # A diverging run is an expected, recorded outcome here; NumPy's overflow
-        # warnings on its way to inf would only repeat that, once per layer.
-        with np.errstate(over="ignore", invalid="ignore"):
-            fit(
-                model, optimizer, train, val, epochs=config.epochs,
-                batch_size=config.batch_size, seed=seed, on_epoch=records.append,
-            )  # fmt: skip
-    except TrainingDiverged as exc:
-        diverged = exc
-    n_train, n_val = len(train[1]), 0 if val is None else len(val[1])
-    curves = {"epoch": [r.epoch for r in records]}
+    outcome = execute_spec(config.spec(seed, device), data=data)
+    return result_of(config, outcome)
+
+
+def result_of(config: RunConfig, outcome: RunOutcome) -> RunResult:
+    """The experiment's record of one executed run."""
+    records = outcome.history.records
+    curves: dict[str, list[Any]] = {"epoch": [r.epoch for r in records]}
     curves.update({name: [getattr(r, name) for r in records] for name in CURVE_FIELDS})
+    n_train, n_val = outcome.train_samples, outcome.val_samples
     common = {
-        "config": config, "seed": int(seed), "epochs": len(records), "train_samples": n_train,
-        "val_samples": n_val, "device": dev.spec, "curves": curves,
+        "config": config, "seed": int(outcome.spec.seed), "epochs": len(records),
+        "train_samples": n_train, "val_samples": n_val, "device": outcome.device,
+        "curves": curves, "status": outcome.status, "train_accuracy": outcome.train_accuracy,
+        "train_loss": outcome.train_loss, "val_accuracy": outcome.val_accuracy,
+        "val_loss": outcome.val_loss, "seconds": outcome.seconds,
     }  # fmt: skip
-    if diverged is not None:
-        last = records[-1] if records else None
+    if outcome.diverged is not None:
         return RunResult(
-            status=DIVERGED,
-            train_accuracy=None if last is None else last.accuracy,
-            train_loss=None if last is None else last.loss,
-            val_accuracy=None if last is None else last.val_accuracy,
-            val_loss=None if last is None else last.val_loss,
             all_accuracy=None,
-            seconds=time.perf_counter() - start,
-            diverged_epoch=diverged.epoch,
-            last_finite_loss=diverged.last_finite_loss,
+            diverged_epoch=outcome.diverged.epoch,
+            last_finite_loss=outcome.diverged.last_finite_loss,
             **common,
         )
-    final_train = evaluate(model, train[0], train[1])
-    last = records[-1]
-    correct = final_train.accuracy * n_train
-    if val is not None:
-        correct += last.val_accuracy * n_val
-    return RunResult(
-        status=OK,
-        train_accuracy=final_train.accuracy,
-        train_loss=final_train.loss,
-        val_accuracy=last.val_accuracy,
-        val_loss=last.val_loss,
-        all_accuracy=round(correct) / (n_train + n_val),
-        seconds=time.perf_counter() - start,
-        **common,
-    )
+    correct = outcome.train_accuracy * n_train
+    if n_val:
+        correct += outcome.val_accuracy * n_val
+    return RunResult(all_accuracy=round(correct) / (n_train + n_val), **common)
 
 
 def _execute_dict(config: dict[str, Any], seed: int, device: str) -> dict[str, Any]:
@@ -279,6 +201,7 @@ def run_many(
     device: str = "cpu",
     on_result: Callable[[RunResult], None] | None = None,
     in_process: bool = False,
+    executor: Executor | None = None,
 ) -> list[RunResult]:
     """Run every (configuration, seed) pair in ``jobs`` worker processes.
 
@@ -292,6 +215,10 @@ def run_many(
     result is handed to ``on_result`` as soon as it exists (so it can be saved),
     and the returned list is in the order of ``runs``, whatever order they
     finished in.
+
+    ``executor`` runs them on any :class:`concurrent.futures.Executor` instead (a Dask
+    ``Client.get_executor()``, a thread pool); ``jobs`` is then ignored, and the
+    executor is left running (pending runs are cancelled on an error).
 
     Raises:
         Whatever a run raises other than divergence (a bug, or a GPU out of memory);
@@ -313,21 +240,39 @@ def run_many(
         return [results[i] for i in range(len(runs))]
     if not runs:
         return []
+    if executor is not None:
+        _collect(executor, runs, device, accept)
+        return [results[i] for i in range(len(runs))]
 
     context = multiprocessing.get_context("spawn")
     with single_threaded_blas():
-        executor = ProcessPoolExecutor(max_workers=min(jobs, len(runs)), mp_context=context)
+        pool = ProcessPoolExecutor(max_workers=min(jobs, len(runs)), mp_context=context)
         try:
-            pending: dict[Future[dict[str, Any]], int] = {
-                executor.submit(_execute_dict, config.to_dict(), seed, device): index
-                for index, (config, seed) in enumerate(runs)
-            }
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in sorted(done, key=pending.__getitem__):
-                    accept(pending.pop(future), RunResult.from_dict(future.result()))
+            _collect(pool, runs, device, accept)
         except BaseException:
-            executor.shutdown(wait=False, cancel_futures=True)
+            pool.shutdown(wait=False, cancel_futures=True)
             raise
-        executor.shutdown()
+        pool.shutdown()
     return [results[i] for i in range(len(runs))]
+
+
+def _collect(
+    executor: Executor,
+    runs: Sequence[tuple[RunConfig, int]],
+    device: str,
+    accept: Callable[[int, RunResult], None],
+) -> None:
+    """Submit every run to ``executor`` and accept each result as it arrives."""
+    pending: dict[Future[dict[str, Any]], int] = {
+        executor.submit(_execute_dict, config.to_dict(), seed, device): index
+        for index, (config, seed) in enumerate(runs)
+    }
+    try:
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in sorted(done, key=pending.__getitem__):
+                accept(pending.pop(future), RunResult.from_dict(future.result()))
+    except BaseException:
+        for future in pending:
+            future.cancel()
+        raise

@@ -1,7 +1,8 @@
 """A small terminal progress bar for downloads and training loops (no dependencies).
 
 On a terminal it redraws one line with ``\\r``; anywhere else (a log file, a CI job, a
-pipe) it writes nothing at all, so logs are not flooded with bar fragments.
+pipe) it writes nothing at all, so logs are not flooded with bar fragments; callers print
+a plain line there when a :class:`Ticker` says one is due (every 10 seconds).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 import time
 from typing import TextIO
 
-__all__ = ["Progress", "format_amount", "format_duration"]
+__all__ = ["Progress", "Ticker", "format_amount", "format_duration"]
 
 # Indirection so tests can drive the clock.
 _now = time.monotonic
@@ -137,10 +138,12 @@ class Progress:
         )
         head = f"{self.desc}: " if self.desc else ""
         postfix = f" {self.postfix}" if self.postfix else ""
+        limit = max(width - 1, 0)
         if self.total is None:
             count = self._amount(self.n)
-            tail = f"{count} [{format_duration(elapsed)}, {rate_text}]{postfix}"
+            variants = [f"{count} [{format_duration(elapsed)}, {rate_text}]", count, ""]
             bar = ""
+            fraction = 0.0
         else:
             fraction = min(max(self.n / self.total, 0.0), 1.0) if self.total else 1.0
             head += f"{fraction * 100:3.0f}%"
@@ -151,14 +154,23 @@ class Progress:
             remaining = self.total - self.n
             eta = remaining / rate if rate is not None and remaining >= 0 else None
             eta_text = format_duration(eta) if eta is not None else "?"
-            tail = f" {count} [{format_duration(elapsed)}<{eta_text}, {rate_text}]{postfix}"
+            times = f"{format_duration(elapsed)}<{eta_text}"
+            variants = [f" {count} [{times}, {rate_text}]", f" {count} [{times}]", f" {count}", ""]
+        # The postfix (a run's latest metrics) matters more than the statistics: on a
+        # narrow terminal drop the bar first, then the rate, the times and the count.
+        tail = variants[-1]
+        for variant in variants:
+            if len(head) + len(variant) + len(postfix) <= limit:
+                tail = variant
+                break
+        tail += postfix
+        bar = ""
+        if self.total is not None:
             bar_width = width - 1 - len(head) - len(tail) - 2
             if bar_width >= _MIN_BAR_WIDTH:
                 filled = int(fraction * bar_width)
                 bar = "|" + "#" * filled + "." * (bar_width - filled) + "|"
-            else:
-                bar = ""
-        return (head + bar + tail)[: max(width - 1, 0)]
+        return (head + bar + tail)[:limit]
 
     def _amount(self, value: float) -> str:
         if self.unit_scale:
@@ -174,6 +186,36 @@ class Progress:
         self.stream.flush()
         self._last_len = len(line)
         self._last_draw = now
+
+
+class Ticker:
+    """Says when a plain progress line is due: at most every ``interval`` seconds.
+
+    For output that is not a terminal (a log file, CI): a line every ``interval``
+    seconds however long an epoch or evaluation takes, instead of a bar.
+    """
+
+    def __init__(self, interval: float = 10.0):
+        self.interval = float(interval)
+        self.start = _now()
+        self._last = self.start
+
+    def due(self) -> bool:
+        """True (and restart the interval) when ``interval`` seconds have passed since the
+        last line."""
+        now = _now()
+        if now - self._last >= self.interval:
+            self._last = now
+            return True
+        return False
+
+    def mark(self) -> None:
+        """A line was just printed for another reason: restart the interval."""
+        self._last = _now()
+
+    @property
+    def elapsed(self) -> float:
+        return _now() - self.start
 
 
 def format_amount(value: float, unit: str, *, scale: bool = True) -> str:

@@ -1,0 +1,58 @@
+"""SIGTERM as an interruption: a run stopped by ``kill`` saves its last epoch as Ctrl-C does."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+#: Exit statuses of a process stopped by SIGINT (Ctrl-C) and SIGTERM, as shells report them.
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread on SIGTERM, inside :func:`terminate_raises`."""
+
+    signal_number = signal.SIGTERM
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C or SIGTERM, after it saved what it could.
+
+    Attributes:
+        checkpoint: the last.npz written on the way out, or None when no epoch had finished.
+        epoch: the epoch it holds (None without one).
+        terminated: whether it was SIGTERM (else Ctrl-C).
+    """
+
+    def __init__(self, checkpoint: Path | None, epoch: int | None, terminated: bool):
+        super().__init__()
+        self.checkpoint = checkpoint
+        self.epoch = epoch
+        self.terminated = terminated
+
+    @property
+    def exit_status(self) -> int:
+        return EXIT_TERMINATED if self.terminated else EXIT_INTERRUPTED
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def terminate_raises() -> Iterator[None]:
+    """Inside the block, SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``) in the
+    main thread, so ``finally`` blocks and interrupt handlers run. Outside the main thread
+    (where signal handlers cannot be set) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
