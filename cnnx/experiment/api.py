@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,7 @@ def run_experiment(
     quiet: bool = False,
     log: Callable[[str], None] | None = None,
     in_process: bool = False,
+    executor: Executor | None = None,
 ) -> ExperimentResult:
     """Train every configuration once per seed and write the tables and figures.
 
@@ -147,6 +149,11 @@ def run_experiment(
         in_process: run in this process, one run after another, instead of in
             workers (for debugging and profiling; BLAS threading as configured here,
             which for these small networks is usually slower).
+        executor: run the runs on this ``concurrent.futures.Executor`` instead of
+            ``jobs`` worker processes: a Dask cluster's (``Client.get_executor()``, or
+            :func:`cnnx.experiment.cluster.connect`), or any other. Results come back
+            here and only this process writes files, so workers need no shared disk.
+            The executor is not shut down.
 
     Returns:
         An :class:`ExperimentResult`.
@@ -163,6 +170,8 @@ def run_experiment(
     experiment = as_experiment(spec, seeds)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    if in_process and executor is not None:
+        raise ValueError("in_process runs here; it cannot be combined with an executor")
     if output_dir is None and (resume or overwrite):
         raise ValueError("resume and overwrite need an output directory")
     dev = resolve_device(device)
@@ -193,7 +202,8 @@ def run_experiment(
         directory.write_experiment(experiment, dev.spec)
 
     total = len(done) + len(pending)
-    summary_args = {"device": dev.spec, "jobs": None if in_process else jobs}
+    workers = jobs if executor is None else _worker_count(executor)
+    summary_args = {"device": dev.spec, "jobs": None if in_process else workers}
 
     def on_result(result: RunResult) -> None:
         done.append(result)
@@ -208,7 +218,10 @@ def run_experiment(
 
     files: list[Path] = []
     try:
-        run_many(pending, jobs=jobs, device=dev.spec, on_result=on_result, in_process=in_process)
+        run_many(
+            pending, jobs=jobs, device=dev.spec, on_result=on_result, in_process=in_process,
+            executor=executor,
+        )  # fmt: skip
     except BaseException:
         if directory is not None and done:
             _finish(directory, experiment, done, plots, say, start, summary_args)
@@ -251,6 +264,12 @@ def _finish(
             experiment, done, directory.path / LOSS_PNG, directory.path / ACCURACY_PNG, say
         )
     return text, files
+
+
+def _worker_count(executor: Executor) -> int | None:
+    """Workers of a Dask executor (``worker_count()``), None for other executors."""
+    count = getattr(executor, "worker_count", None)
+    return int(count()) if callable(count) else None
 
 
 def _describe(result: RunResult) -> str:

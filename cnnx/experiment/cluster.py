@@ -156,6 +156,7 @@ class DaskExecutor(cf.Executor):
             kwargs["resources"] = {"GPU": 1}
         self._executor = client.get_executor(**kwargs)
         self._closed = False
+        self.log: Callable[[str], None] | None = None
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:
         return self._executor.submit(fn, *args, **kwargs)
@@ -184,6 +185,11 @@ class DaskExecutor(cf.Executor):
     def describe(self) -> str:
         return f"{self.spec.describe()} ({self.worker_count()} workers now)"
 
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        # Leaving on an error (Ctrl-C included) cancels what has not run yet instead of
+        # waiting for it, as concurrent.futures' default exit would.
+        self.shutdown(wait=exc_type is None, cancel_futures=exc_type is not None)
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         if self._closed:
             return
@@ -200,6 +206,54 @@ class DaskExecutor(cf.Executor):
 
 def _all_readable(paths: list[str]) -> bool:
     return all(os.access(p, os.R_OK) for p in paths)
+
+
+def data_paths(spec: Any) -> list[str]:
+    """The files and directories a run reads its data from (its path options that are set).
+
+    A source's default location (the bundled workbook, ``$CNNX_DATA_DIR/mnist``) is not
+    listed: every worker resolves its own.
+    """
+    from cnnx.runs import get_source
+
+    source = get_source(spec.dataset)
+    return [
+        str(spec.dataset_options[name])
+        for name in source.path_options
+        if spec.dataset_options.get(name) is not None
+    ]
+
+
+def data_sender(executor: cf.Executor, specs: Iterable[Any]) -> Callable[[Any], Any] | None:
+    """How runs on ``executor`` get their data: None if the workers read it themselves.
+
+    On a Dask cluster where some connected worker cannot read one of the runs' data
+    files, the submitting process loads each run's data (``cnnx.runs.load_data``) and
+    sends it with the run (:meth:`DaskExecutor.share`); the worker then trains on
+    those arrays (``runs.execute(spec, data=...)``). Other executors share this
+    machine's files and get None.
+
+    Returns:
+        ``send(spec) -> value to pass as the run's data``, or None.
+    """
+    if not isinstance(executor, DaskExecutor):
+        return None
+    paths = sorted({path for spec in specs for path in data_paths(spec)})
+    if executor.workers_have_files(paths):
+        return None
+    from cnnx.runs import load_data
+
+    if executor.log is not None:
+        executor.log(
+            "note: some workers cannot read "
+            + ", ".join(paths)
+            + "; each run's data is sent to them from here"
+        )
+
+    def send(spec: Any) -> Any:
+        return executor.share(load_data(spec))
+
+    return send
 
 
 def connect(
@@ -258,6 +312,7 @@ def connect(
             "and the port open?)"
         ) from None
     executor = DaskExecutor(client, cluster, spec, gpu=gpu)
+    executor.log = log
     if gpu and spec.local_workers is None:
         workers = client.scheduler_info().get("workers", {})
         if workers and not any(w.get("resources", {}).get("GPU") for w in workers.values()):
