@@ -143,3 +143,17 @@ def test_workers_without_the_data_file_get_the_arrays(executor, tmp_path, monkey
         executor.log = None
     assert any("cannot read" in line and str(workbook) in line for line in lines)
     assert_same_tables(tmp_path / "local", tmp_path / "dask")
+
+
+def test_a_search_on_dask_finds_what_it_finds_here(executor):
+    pytest.importorskip("optuna")
+    from cnnx import runs
+    from cnnx.tune import SearchSpace, tune
+
+    base = runs.defaults("digits6x6").replace(epochs=10)
+    space = SearchSpace.parse(["lr=loguniform:1e-3:1e-1", "optimizer=choice:adam,sgd"])
+    here = tune(base, space, trials=4, seeds=(0, 1), quiet=True)
+    there = tune(base, space, trials=4, seeds=(0, 1), executor=executor, quiet=True)
+    summary = [(t.params, t.value, t.user_attrs["losses"]) for t in here.study.trials]
+    assert summary == [(t.params, t.value, t.user_attrs["losses"]) for t in there.study.trials]
+    assert here.best.number == there.best.number

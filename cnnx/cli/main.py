@@ -18,6 +18,7 @@ from cnnx.cli.devices import devices
 from cnnx.cli.experiment import experiment
 from cnnx.cli.summary import summary
 from cnnx.cli.train import train
+from cnnx.cli.tune import tune
 from cnnx.errors import CnnxError
 
 
@@ -60,6 +61,7 @@ def main() -> None:
 
 main.add_command(train)
 main.add_command(experiment)
+main.add_command(tune)
 main.add_command(evaluate)
 main.add_command(predict)
 main.add_command(summary)

@@ -115,6 +115,32 @@ def best_trial(trials: Sequence[Any]) -> Any:
     return min(finished, key=key)
 
 
+def open_storage(url: str | None, attempts: int = 5) -> Any:
+    """Optuna's RDBStorage for ``url`` (None: in memory).
+
+    Two processes starting on a new SQLite file at the same moment both try to create
+    its tables and one fails; the retry finds them made. SQLite connections wait up to
+    60 s for a lock instead of 5, as trials of several processes write to one file.
+
+    Raises:
+        TuneError: the storage cannot be opened (the message names the URL).
+    """
+    if url is None:
+        return None
+    optuna = require_optuna()
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+        except (ValueError, ImportError) as exc:
+            raise TuneError(f"--storage {url}: {exc}") from None
+        except Exception as exc:  # sqlalchemy's OperationalError, from a creation race
+            if attempt == attempts - 1:
+                raise TuneError(f"--storage {url}: {exc}".splitlines()[0]) from None
+            time.sleep(0.2 * (attempt + 1))
+    return None
+
+
 def open_study(
     base_fields: Mapping[str, Any],
     space: SearchSpace,
@@ -137,7 +163,7 @@ def open_study(
     optuna = require_optuna()
     try:
         study = optuna.create_study(
-            storage=storage,
+            storage=open_storage(storage),
             sampler=make_sampler(sampler, sampler_seed),
             pruner=make_pruner(PRUNER if prune else None),
             study_name=study_name or DEFAULT_STUDY_NAME,
