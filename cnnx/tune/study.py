@@ -21,6 +21,7 @@ have different numbers).
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import json
 import multiprocessing
 import socket
@@ -335,13 +336,16 @@ def tune(
 
     pool = executor
     own_pool = False
+    environment = contextlib.ExitStack()
     if pool is None and jobs > 1:
         from cnnx.experiment.runner import single_threaded_blas
 
-        with single_threaded_blas():
-            pool = cf.ProcessPoolExecutor(
-                max_workers=min(jobs, trials), mp_context=multiprocessing.get_context("spawn")
-            )
+        # Worker processes start at the first submits, so the one-BLAS-thread
+        # environment must hold for the whole loop, not just the pool's creation.
+        environment.enter_context(single_threaded_blas())
+        pool = cf.ProcessPoolExecutor(
+            max_workers=min(jobs, trials), mp_context=multiprocessing.get_context("spawn")
+        )
         own_pool = True
     in_flight: dict[cf.Future, Any] = {}
     interrupted = True
@@ -390,6 +394,7 @@ def tune(
                 trial.set_user_attr("note", "interrupted")
         if own_pool:
             pool.shutdown(wait=not interrupted, cancel_futures=interrupted)
+        environment.close()
         if interrupted and directory is not None:
             report.write(directory, study, seeds, base, space, plots=False, log=say)
     files: list[Path] = []
