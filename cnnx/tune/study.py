@@ -289,6 +289,7 @@ def tune(
         base_fields, space, seeds, sampler=sampler, sampler_seed=sampler_seed,
         prune=prune, storage=storage, study_name=study_name,
     )  # fmt: skip
+    _check_workers_reach(executor, storage, prune)
     if not quiet:
         say(
             f"study {study.study_name!r}: {trials} trials of {', '.join(space.describe())}; "
@@ -412,6 +413,23 @@ def tune(
         study=study, best=best, best_spec=best_spec, summary=text,
         output_dir=directory, files=files, ran=ran, elapsed=time.perf_counter() - start,
     )  # fmt: skip
+
+
+def _check_workers_reach(executor: cf.Executor | None, storage: str | None, prune: bool) -> None:
+    """Pruning on a Dask cluster needs a storage every worker can open: check an SQLite file.
+
+    Raises:
+        TuneError: some worker cannot read the SQLite file.
+    """
+    check = getattr(executor, "workers_have_files", None)
+    if not prune or storage is None or not callable(check) or not storage.startswith("sqlite:///"):
+        return
+    path = storage[len("sqlite:///") :]
+    if not check([path]):
+        raise TuneError(
+            f"--prune on this cluster: some workers cannot open {path}; give a --storage every "
+            "worker reaches (an SQLite file on a shared file system, or a database server URL)"
+        )
 
 
 def _worker_count(executor: cf.Executor) -> int:
