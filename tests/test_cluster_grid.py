@@ -157,3 +157,19 @@ def test_a_search_on_dask_finds_what_it_finds_here(executor):
     summary = [(t.params, t.value, t.user_attrs["losses"]) for t in here.study.trials]
     assert summary == [(t.params, t.value, t.user_attrs["losses"]) for t in there.study.trials]
     assert here.best.number == there.best.number
+
+
+def test_gpu_runs_ask_for_the_gpu_resource(executor):
+    address = executor.client.scheduler.address
+    # The module's workers declare no GPU: a cuda grid is refused instead of waiting forever.
+    with pytest.raises(cluster.ClusterError, match="offers a GPU"):
+        cluster.connect(cluster.ClusterSpec(address=address), device="cuda")
+    with cluster.connect(cluster.ClusterSpec.parse("local:1"), device="cuda:0") as gpu:
+        resources = [w["resources"] for w in gpu.client.scheduler_info()["workers"].values()]
+        assert resources == [{"GPU": 1}]
+        future = gpu.submit(sum, [1, 2])
+        assert future.result(timeout=60) == 3
+        tasks = gpu.client.run_on_scheduler(
+            lambda dask_scheduler: [t.resource_restrictions for t in dask_scheduler.tasks.values()]
+        )
+        assert {"GPU": 1} in tasks
