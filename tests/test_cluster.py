@@ -53,3 +53,20 @@ def test_missing_scheduler_file(tmp_path):
     path = tmp_path / "scheduler.json"
     with pytest.raises(ClusterError, match="no such file"):
         connect(ClusterSpec.parse(None, path))
+
+
+def test_leaving_on_an_error_cancels_what_has_not_run():
+    pytest.importorskip("distributed")
+    import time
+
+    futures = []
+    with pytest.raises(KeyboardInterrupt):
+        with connect(ClusterSpec.parse("local:1")) as executor:
+            futures += [executor.submit(time.sleep, 0.2) for _ in range(20)]
+            futures[0].result(timeout=60)
+            raise KeyboardInterrupt  # Ctrl-C in the submitting process
+    deadline = time.monotonic() + 10
+    while not all(f.done() for f in futures) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    cancelled = sum(f.cancelled() for f in futures)
+    assert cancelled >= 15, f"only {cancelled} of 20 pending calls were cancelled"
