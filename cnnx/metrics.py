@@ -7,11 +7,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cnnx.backends import to_host
+
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """``(C, C) int64`` counts: row = true class, column = predicted class."""
-    y_true = np.asarray(y_true, dtype=np.int64)
-    y_pred = np.asarray(y_pred, dtype=np.int64)
+    """``(C, C) int64`` counts: row = true class, column = predicted class.
+
+    Labels may be host or device arrays (or lists); device arrays are copied to the host.
+    """
+    y_true = to_host(y_true).astype(np.int64, copy=False)
+    y_pred = to_host(y_pred).astype(np.int64, copy=False)
     if y_true.shape != y_pred.shape or y_true.ndim != 1:
         raise ValueError(
             f"confusion_matrix: y_true {y_true.shape} and y_pred {y_pred.shape} must be equal 1-D"
@@ -34,7 +39,7 @@ class ClassReport:
 
 def per_class(matrix: np.ndarray) -> ClassReport:
     """Precision of each predicted column and recall of each true row of a confusion matrix."""
-    matrix = np.asarray(matrix, dtype=np.float64)
+    matrix = to_host(matrix).astype(np.float64)
     hits = np.diag(matrix)
     predicted = matrix.sum(axis=0)
     actual = matrix.sum(axis=1)

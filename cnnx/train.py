@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from cnnx.backends import Device, device, ignore_float_errors, to_host
+from cnnx.backends import Device, device, get_array_module, ignore_float_errors, to_host
 from cnnx.errors import TrainingDiverged
 from cnnx.nn import functional as F
 from cnnx.nn.loss import SoftmaxCrossEntropy
@@ -38,7 +38,9 @@ class EpochRecord:
         accuracy: training accuracy over the same forward passes.
         val_loss: validation loss after the epoch, or None without validation data.
         val_accuracy: validation accuracy after the epoch, or None.
-        seconds: wall time of the epoch, validation included.
+        seconds: wall time of the epoch, validation (and statistics) included.
+        stats: with ``fit(..., stats=...)``, the epoch's network statistics (see
+            :class:`cnnx.inspect.TrainingStats`); else None.
     """
 
     epoch: int
@@ -47,6 +49,14 @@ class EpochRecord:
     val_loss: float | None
     val_accuracy: float | None
     seconds: float
+    stats: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain JSON-ready dict; ``stats`` only when it was recorded."""
+        data = asdict(self)
+        if data["stats"] is None:
+            del data["stats"]
+        return data
 
 
 class History:
@@ -108,7 +118,7 @@ class History:
 
     def to_dicts(self) -> list[dict[str, Any]]:
         """One plain dict per epoch (JSON-ready)."""
-        return [asdict(r) for r in self.records]
+        return [r.to_dict() for r in self.records]
 
 
 class Evaluation(NamedTuple):
@@ -183,6 +193,7 @@ def fit(
     eval_batch_size: int = DEFAULT_EVAL_BATCH,
     rng: np.random.Generator | None = None,
     initial_epoch: int = 0,
+    stats: Any = None,
 ) -> History:
     """Train ``model`` with ``optimizer`` and softmax cross-entropy.
 
@@ -205,12 +216,18 @@ def fit(
             is the state the next epoch starts from.
         initial_epoch: epochs already done (when resuming); training runs epochs
             ``initial_epoch + 1 … epochs``.
+        stats: None (off, the default), True (statistics on up to 512 training
+            samples) or a :class:`cnnx.inspect.TrainingStats`; once per epoch it adds
+            one forward and backward pass on its probe and stores the result in
+            ``EpochRecord.stats``.
 
     Returns:
         A :class:`History` with one record per epoch run.
 
     Raises:
-        TrainingDiverged: the epoch's loss is NaN or infinite.
+        TrainingDiverged: the epoch's loss is NaN or infinite. Its ``layer`` attribute names
+            the first layer that produced a non-finite value and ``direction`` says
+            whether in the forward or the backward pass (both None when not found).
         ValueError: malformed data, or labels the model cannot output.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
@@ -232,9 +249,20 @@ def fit(
             val_d = _to_device(dev, val[0], val[1])
         epoch_range = range(initial_epoch + 1, epochs + 1)
         shuffler = rng if rng is not None else np.random.default_rng(seed)
+        if stats is not None and stats is not False and not hasattr(model, "trace"):
+            raise ValueError(
+                f"fit(stats=...) needs a Sequential model (it records each layer); "
+                f"got {type(model).__name__}"
+            )
+        if stats is True:
+            from cnnx.inspect import TrainingStats
+
+            stats = TrainingStats(X, y)
+        elif stats is False:
+            stats = None
         return _fit_loop(
             model, optimizer, dev, Xd, yd, resident, y_max, val_d, epoch_range, batch_size,
-            shuffler, shuffle, on_epoch, on_batch, eval_batch_size,
+            shuffler, shuffle, on_epoch, on_batch, eval_batch_size, stats,
         )  # fmt: skip
 
 
@@ -254,6 +282,7 @@ def _fit_loop(
     on_epoch: Callable[[EpochRecord], bool | None] | None,
     on_batch: Callable[[int], None] | None,
     eval_batch_size: int,
+    stats: Any = None,
 ) -> History:
     n = int(Xd.shape[0])
     bs = n if batch_size is None else min(int(batch_size), n)
@@ -261,9 +290,15 @@ def _fit_loop(
     history = History()
     last_finite: tuple[int, float] | None = None
     classes_checked = False
+    start_weights: list[Any] | None = None
     for epoch in epochs:
         start_time = time.perf_counter()
         model.train()
+        if stats is not None:
+            stats.begin_epoch(model)
+        # The weights the epoch starts from: a small copy, kept so that a divergence
+        # can be traced to the layer that first produced a non-finite value.
+        previous_weights, start_weights = start_weights, [p.data.copy() for p in model.parameters()]
         order = rng.permutation(n) if shuffle and bs < n else None
         if order is not None and resident:
             order = dev.asarray(order)
@@ -296,25 +331,126 @@ def _fit_loop(
                 detail = "no epoch finished with a finite loss"
             else:
                 detail = f"last finite loss {last_finite[1]:.6g} in epoch {last_finite[0]}"
-            raise TrainingDiverged(
-                f"training diverged in epoch {epoch}: the loss became {mean_loss} ({detail}); "
-                "try a smaller learning rate",
+            first_idx = order[:bs] if order is not None else slice(0, bs)
+            xb, yb = Xd[first_idx], yd[first_idx]
+            if not resident:
+                xb, yb = dev.asarray(xb), dev.asarray(yb)
+            where = locate_non_finite(model, start_weights, previous_weights, xb, yb)
+            error = TrainingDiverged(
+                f"training diverged in epoch {epoch}: the loss became {mean_loss} ({detail})"
+                f"{where.describe()}; try a smaller learning rate",
                 epoch=epoch,
                 last_finite_loss=None if last_finite is None else last_finite[1],
             )
+            error.layer, error.direction = where.layer, where.direction
+            raise error
         last_finite = (epoch, mean_loss)
         accuracy = float(correct) / n
         val_loss = val_accuracy = None
         if val_d is not None:
             result = _evaluate(model, dev, val_d[0], val_d[1], val_d[2], eval_batch_size)
             val_loss, val_accuracy = result.loss, result.accuracy
+        epoch_stats = stats.end_epoch(model) if stats is not None else None
         record = EpochRecord(
-            epoch, mean_loss, accuracy, val_loss, val_accuracy, time.perf_counter() - start_time
+            epoch,
+            mean_loss,
+            accuracy,
+            val_loss,
+            val_accuracy,
+            time.perf_counter() - start_time,
+            epoch_stats,
         )
         history.append(record)
         if on_epoch is not None and on_epoch(record):
             break
     return history
+
+
+class NonFiniteSite(NamedTuple):
+    """Where a non-finite value first appeared: layer name, its repr, the pass, and how found."""
+
+    layer: str | None
+    description: str | None
+    direction: str | None  # "forward" or "backward"
+    replay: str = ""
+
+    def describe(self) -> str:
+        if self.layer is None:
+            return ""
+        return (
+            f"; the first non-finite value came from layer {self.layer} "
+            f"({self.description}) in the {self.direction} pass{self.replay}"
+        )
+
+
+def _finite(arrays: list[Any]) -> bool:
+    return all(bool(get_array_module(a).isfinite(a).all()) for a in arrays)
+
+
+def locate_non_finite(
+    model: Module,
+    start_weights: list[Any],
+    previous_weights: list[Any] | None,
+    xb: Any,
+    yb: Any,
+) -> NonFiniteSite:
+    """Replay one minibatch and find the first layer whose output or gradient is not finite.
+
+    The replay uses the weights the diverging epoch started from (for a full-batch run
+    that is exactly the step whose loss was not finite). When those weights are already
+    non-finite, the previous epoch's step made them so, and it is replayed instead from
+    the weights that epoch started from. Failing both, the current weights are tried.
+    The model's weights are restored afterwards.
+    """
+    trace = getattr(model, "trace", None)
+    if trace is None:
+        return NonFiniteSite(None, None, None)
+    params = model.parameters()
+    current = [p.data.copy() for p in params]
+    candidates = []
+    if _finite(start_weights):
+        candidates.append((start_weights, ""))
+    elif previous_weights is not None:
+        note = (
+            " of the previous epoch's step (the weights this epoch started from were "
+            "already non-finite: that step's update made them so)"
+        )
+        candidates.append((previous_weights, note))
+    candidates.append((current, " (replayed with the weights at the end of the epoch)"))
+    try:
+        for weights, note in candidates:
+            for p, w in zip(params, weights, strict=True):
+                p.data[...] = w
+            site = _first_non_finite(model, trace(xb, yb))
+            if site.layer is not None:
+                return site._replace(replay=note)
+    finally:
+        for p, w in zip(params, current, strict=True):
+            p.data[...] = w
+    return NonFiniteSite(None, None, None)
+
+
+def _first_non_finite(model: Module, trace: Any) -> NonFiniteSite:
+    layers = dict(model.layers())
+    for name, out in trace.outputs.items():
+        if not np.isfinite(out).all():
+            return NonFiniteSite(name, repr(layers[name]), "forward")
+    if trace.grads is not None:
+        names = list(trace.grads)
+        if not np.isfinite(trace.grads[names[-1]]).all():
+            return NonFiniteSite("loss", "SoftmaxCrossEntropy", "backward")
+        # Backward runs last layer first; layer i's backward produces the gradient for
+        # layer i − 1's output (or the input) and for layer i's own parameters.
+        for i in reversed(range(len(names))):
+            name = names[i]
+            produced = [trace.grads[names[i - 1]] if i > 0 else trace.input_grad]
+            produced += [
+                g for pname, g in (trace.param_grads or {}).items()
+                if pname.rsplit(".", 1)[0] == name
+            ]  # fmt: skip
+            if any(g is not None and not np.isfinite(g).all() for g in produced):
+                return NonFiniteSite(name, repr(layers[name]), "backward")
+    return NonFiniteSite(None, None, None)
 
 
 def _batches(n: int, batch_size: int) -> Iterator[slice]:

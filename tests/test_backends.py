@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import types
 
 import numpy as np
@@ -67,8 +68,9 @@ def test_cuda_without_cupy_says_not_installed_and_how_to_fix(fake_probe):
     assert 'pip install "cnnx[cuda12]"' in message
 
 
-def _fake_cupy(device_count=None, count_error=None, kernel_ok=True):
+def _fake_cupy(device_count=None, count_error=None, kernel_ok=True, current=None):
     cupy = types.ModuleType("cupy")
+    current = current if current is not None else threading.local()
 
     def get_count():
         if count_error is not None:
@@ -76,13 +78,18 @@ def _fake_cupy(device_count=None, count_error=None, kernel_ok=True):
         return device_count
 
     class _Dev:
+        # CuPy's semantics: each instance keeps its own stack of previous devices.
         def __init__(self, index):
             self.index = index
+            self.stack = []
 
         def __enter__(self):
+            self.stack.append(getattr(current, "id", 0))
+            current.id = self.index
             return self
 
         def __exit__(self, *exc):
+            current.id = self.stack.pop()  # IndexError when exited more than entered
             return False
 
     runtime = types.SimpleNamespace(
@@ -191,3 +198,21 @@ def test_real_gpu_round_trip():
     np.testing.assert_array_equal(dev.to_host(a), np.arange(6).reshape(2, 3))
     back = cnnx.device("cpu").asarray(a)
     assert isinstance(back, np.ndarray)
+
+
+def test_device_contexts_nest_and_are_per_thread(fake_probe):
+    current = threading.local()
+    fake_probe(_fake_cupy(device_count=2, current=current))
+    zero, one = cnnx.device("cuda:0"), cnnx.device("cuda:1")
+    with one:
+        with one:  # the same shared Device object, entered twice (evaluate inside fit)
+            with zero:
+                assert current.id == 0
+            assert current.id == 1
+        assert current.id == 1
+        seen = []
+        thread = threading.Thread(target=lambda: seen.append(getattr(current, "id", 0)))
+        thread.start()
+        thread.join()
+        assert seen == [0]
+    assert current.id == 0

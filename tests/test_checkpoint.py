@@ -15,13 +15,13 @@ from cnnx.checkpoint import META_KEY, load_checkpoint, save_checkpoint
 from cnnx.models import Model
 
 
-def trained(seed=0, steps=3):
+def trained(seed=0, steps=3, device=None):
     model = cnnx.models.get("simple_cnn", seed=seed)
     opt = optim.Adam(model.named_parameters(), lr=0.01, beta1=0.7, beta2=0.99)
     rng = np.random.default_rng(seed)
     X = rng.random((10, 1, 6, 6), dtype=np.float32)
     y = rng.integers(0, 3, 10)
-    cnnx.fit(model, opt, (X, y), epochs=steps)
+    cnnx.fit(model, opt, (X, y), epochs=steps, device=device)
     return model, opt
 
 
@@ -238,9 +238,13 @@ def test_same_state_same_bytes(tmp_path):
     assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
 
 
-def test_gpu_trained_weights_are_host_arrays(tmp_path):
+def test_gpu_trained_weights_are_host_arrays(tmp_path, device, on_device):
     # Whatever device trained it, a checkpoint holds numpy arrays: loadable anywhere.
-    model, opt = trained()
+    model, opt = trained(device=device)
+    on_device(*(p.data for p in model.parameters()), device)  # really trained there
     save_checkpoint(tmp_path / "ck.npz", model, opt)
     with np.load(tmp_path / "ck.npz", allow_pickle=False) as archive:
         assert all(archive[key].dtype.kind in "fiuU" for key in archive.files)
+    rebuilt = load_checkpoint(tmp_path / "ck.npz").build_model()
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(rebuilt.state_dict()[key], value)

@@ -19,6 +19,7 @@ import pytest
 from cnnx.datasets.digits6x6 import (
     DIGITS6X6_CLASSES,
     load_digits6x6,
+    samples_range,
     write_digits6x6,
 )
 from cnnx.errors import DatasetError
@@ -334,6 +335,47 @@ def test_pixels_without_a_label_are_an_error(tmp_path):
     )
     # sample 3 occupies X:AC; its first pixel is X5
     _error(path, "sample 3", "Data!X5", "Data!X11:X13", "empty")
+
+
+def test_blank_block_followed_by_samples_is_an_error_naming_its_range(tmp_path):
+    # Sample 2 (columns R-W) is left blank; samples 3 and 4 follow it. Reading would
+    # otherwise stop at the blank block and silently drop samples 3 and 4.
+    samples = grey_samples(4).tolist()
+    samples[1] = [[None] * 6 for _ in range(6)]
+    labels = [one_hot(0), [None, None, None], one_hot(2), one_hot(1)]
+    path = write_cells(tmp_path / "gap.xlsx", samples, labels)
+    _error(path, "sample 2", "Data!R5:W13", "is blank", "Data!X")
+    # the same without labels required (prediction): the gap is still an error
+    with pytest.raises(DatasetError, match="Data!R5:W13"):
+        load_digits6x6(path, require_labels=False)
+
+
+@pytest.mark.parametrize("cell", ["AD5", "AI10", "AD12", "AV11"])
+def test_a_single_later_value_after_a_blank_block_is_an_error(tmp_path, cell):
+    # One value in any later block's pixel or label cells counts as a further sample.
+    path = write_cells(
+        tmp_path / "late.xlsx", grey_samples(2).tolist(), [one_hot(0), one_hot(1)],
+        extra={cell: 1},
+    )  # fmt: skip
+    _error(path, "sample 3", "Data!X5:AC13", f"Data!{cell}")
+
+
+def test_values_beside_the_label_cells_after_the_last_sample_are_ignored(tmp_path):
+    # Rows 11-13 outside a block's first column belong to no sample.
+    path = write_cells(
+        tmp_path / "notes.xlsx", grey_samples(2).tolist(), [one_hot(0), one_hot(1)],
+        extra={"Y11": "note", "AF13": 5},
+    )  # fmt: skip
+    X, y = load_digits6x6(path)
+    assert len(X) == len(y) == 2
+
+
+def test_samples_range_names_the_cells_read():
+    assert samples_range(1) == "Data!L5:Q13"
+    assert samples_range(2) == "Data!L5:W13"
+    assert samples_range(96) == "Data!L5:VO13"
+    with pytest.raises(ValueError):
+        samples_range(0)
 
 
 def test_no_samples(tmp_path):

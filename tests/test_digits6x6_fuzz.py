@@ -167,7 +167,8 @@ CELL = st.one_of(
 )
 
 VALID_LABEL = st.sampled_from([(1, 0, 0), (0, 1, 0), (0, 0, 1), (1.0, 0.0, 0.0), (0, 0.0, 1.0)])
-# 8 in 10 labels valid, 1 odd, 1 empty (which ends the samples)
+# 8 in 10 labels valid, 1 odd, 1 empty (which ends the samples, or is an error when
+# samples follow)
 LABEL = st.integers(min_value=0, max_value=9).flatmap(
     lambda k: (
         VALID_LABEL
@@ -230,6 +231,12 @@ def expected_outcome(samples):
                 for c in range(6):
                     if not is_blank(image[r][c]):
                         return ("error", f"Data!{column_letters(col0 + c)}{5 + r}")
+            # a blank block followed by any later sample value: the blank block's range
+            for later_image, later_label in samples[i + 1 :]:
+                cells = [v for row in later_image for v in row] + list(later_label)
+                if any(not is_blank(v) for v in cells):
+                    last = column_letters(col0 + 5)
+                    return ("error", f"Data!{column_letters(col0)}5:{last}13")
             break
         ones = sum(1 for v in label if is_number(v) and v == 1)
         zeros = sum(1 for v in label if is_number(v) and v == 0)
@@ -254,9 +261,7 @@ def expected_outcome(samples):
     return ("ok", X.astype(np.float32)[:, None], np.array(labels, dtype=np.int64))
 
 
-@settings(FUZZ, max_examples=300)
-@given(samples=st.lists(st.tuples(IMAGE, LABEL), min_size=0, max_size=4))
-def test_workbook_with_random_cell_values(workdir, samples):
+def write_samples(path: Path, samples) -> None:
     workbook = openpyxl.Workbook()
     ws = workbook.active
     ws.title = "Data"
@@ -267,9 +272,11 @@ def test_workbook_with_random_cell_values(workdir, samples):
                 ws.cell(row=5 + r, column=col0 + c, value=image[r][c])
         for k in range(3):
             ws.cell(row=11 + k, column=col0, value=label[k])
-    path = workdir / "cells.xlsx"
     workbook.save(path)
 
+
+def check_against_specification(path: Path, samples) -> None:
+    write_samples(path, samples)
     outcome = load_or_error(path)
     expected = expected_outcome(samples)
     if expected[0] == "error":
@@ -279,3 +286,36 @@ def test_workbook_with_random_cell_values(workdir, samples):
         assert not isinstance(outcome, str), f"unexpected error: {outcome}"
         np.testing.assert_array_equal(outcome[0], expected[1])
         np.testing.assert_array_equal(outcome[1], expected[2])
+
+
+@settings(FUZZ, max_examples=300)
+@given(samples=st.lists(st.tuples(IMAGE, LABEL), min_size=0, max_size=4))
+def test_workbook_with_random_cell_values(workdir, samples):
+    check_against_specification(workdir / "cells.xlsx", samples)
+
+
+BLANK_BLOCK = ([[None] * 6 for _ in range(6)], (None, None, None))
+
+
+@st.composite
+def later_content(draw):
+    """A block after a gap: a valid sample, or a blank block with one value somewhere."""
+    if draw(st.booleans()):
+        return draw(st.tuples(grid(st.integers(0, 255)), VALID_LABEL))
+    image, label = [row[:] for row in BLANK_BLOCK[0]], list(BLANK_BLOCK[1])
+    if draw(st.booleans()):
+        image[draw(st.integers(0, 5))][draw(st.integers(0, 5))] = draw(CELL)
+    else:
+        label[draw(st.integers(0, 2))] = draw(CELL)
+    return image, tuple(label)
+
+
+@settings(FUZZ, max_examples=100)
+@given(
+    before=st.lists(st.tuples(grid(st.integers(0, 255)), VALID_LABEL), max_size=3),
+    after=st.lists(st.one_of(st.just(BLANK_BLOCK), later_content()), max_size=3),
+)
+def test_workbook_with_a_blank_block_between_samples(workdir, before, after):
+    """Valid samples, one blank block, then anything: an error naming the blank block's
+    range as soon as any later block holds a value, else the samples before it."""
+    check_against_specification(workdir / "gap.xlsx", [*before, BLANK_BLOCK, *after])

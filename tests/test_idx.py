@@ -272,3 +272,13 @@ def test_max_bytes_cap_is_inclusive(tmp_path):
 def test_max_bytes_must_be_a_non_negative_int(tmp_path, max_bytes):
     with pytest.raises(ValueError, match="max_bytes"):
         read_idx(tmp_path / "x", max_bytes=max_bytes)
+
+
+def test_write_into_a_missing_directory_names_the_file_not_a_temporary_name(tmp_path):
+    target = tmp_path / "nowhere" / "t10k-labels-idx1-ubyte.gz"
+    with pytest.raises(FileNotFoundError) as info:
+        write_idx(target, np.zeros(3, dtype=np.uint8))
+    message = str(info.value)
+    assert str(target) in message and str(target.parent) in message
+    assert ".tmp-" not in message
+    assert not (tmp_path / "nowhere").exists()

@@ -7,6 +7,7 @@ import hashlib
 import http.server
 import os
 import socket
+import sys
 import threading
 from pathlib import Path
 
@@ -225,23 +226,59 @@ def test_corrupt_placed_file_is_reported_not_redownloaded(tmp_path):
     assert str(path) in str(excinfo.value)
 
 
+def assert_one_short_line(message, directory):
+    """What is missing, where cnnx looked, one way to fix it: one line, no essay."""
+    assert "\n" not in message, message
+    assert len(message) - len(str(directory)) <= 260, (len(message), message)
+    for fragment in (IMAGES, LABELS, str(directory), "by hand", "docs/datasets-mnist.md"):
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
 def test_missing_files_without_download(tmp_path):
     target = tmp_path / "nowhere"
     with pytest.raises(DatasetError) as excinfo:
         load_mnist("test", root=target, download=False)
     message = str(excinfo.value)
-    for fragment in (
-        IMAGES,
-        LABELS,
-        str(target),
-        "download=False",
-        "CNNX_DATA_DIR",
-        "--data-dir",
-        "by hand",
-    ):
-        assert fragment in message
+    assert_one_short_line(message, target)
+    assert "download=False" in message
     assert "Mirrors tried" not in message and "http" not in message
     assert not target.exists()  # nothing created when nothing may be downloaded
+
+
+def test_offline_failure_is_one_short_line_and_creates_no_directory(tmp_path):
+    # The default directory ~/.cache/cnnx/mnist (HOME is tmp_path/home here), with the
+    # only mirror a closed port: as offline as a test can be.
+    with pytest.raises(DatasetError) as excinfo:
+        load_mnist("test", progress=False)
+    message = str(excinfo.value)
+    assert_one_short_line(message, mnist_dir())
+    assert "refused" in message  # why the download failed, in a few words
+    assert not (tmp_path / "home").exists()  # no empty cache directory left behind
+    # the full story stays available to a program: every URL with its reason
+    attempts = excinfo.value.__cause__.attempts
+    assert [url for url, _ in attempts] == [mnist_mirrors()[0] + IMAGES + ".gz"]
+
+
+def test_failed_download_into_an_existing_directory_removes_nothing(tmp_path):
+    root = tmp_path / "mine"
+    root.mkdir()
+    (root / "notes.txt").write_text("keep me")
+    with pytest.raises(DatasetError):
+        load_mnist("test", root=root, progress=False)
+    assert sorted(p.name for p in root.iterdir()) == ["notes.txt"]
+
+
+def test_test_split_never_needs_the_training_files(server, tmp_path, fake_mnist):
+    root = tmp_path / "m"
+    images, labels = make_split(root, "test", n=6, seed=4)
+    train_images, train_labels = MNIST_FILES["train"]
+    (root / (train_images + ".gz")).write_bytes(b"not an IDX file")  # damaged, never read
+    for download in (False, True):
+        X, y = load_mnist("test", root=root, download=download, mirrors=[server.url + "/good/"])
+        np.testing.assert_array_equal(np.rint(X[:, 0] * 255).astype(np.uint8), images)
+        np.testing.assert_array_equal(y, labels)
+    assert server.requests == []  # nothing fetched: the training labels stay missing
+    assert not (root / (train_labels + ".gz")).exists()
 
 
 def test_only_the_missing_file_is_listed(tmp_path):
@@ -512,21 +549,14 @@ def test_load_mnist_all_mirrors_fail_message(server, tmp_path, fake_mnist):
     with pytest.raises(DatasetError) as excinfo:
         load_mnist("test", root=root, mirrors=mirrors, progress=False)
     message = str(excinfo.value)
-    for fragment in (
-        IMAGES,
-        LABELS,
-        str(root),
-        "HTTP 404",
-        "SHA-256 mismatch",
-        "CNNX_DATA_DIR",
-        "--data-dir",
-        "CNNX_MNIST_MIRRORS",
-        "by hand",
-    ):
-        assert fragment in message, f"{fragment!r} not in {message!r}"
-    for base in mirrors:
-        assert base + IMAGES + ".gz" in message
-    assert list(root.iterdir()) == []  # nothing partial cached
+    assert_one_short_line(message, root)
+    assert "3 mirrors failed" in message and "refused" in message
+    # each URL with its reason is in the DownloadError behind the message
+    attempts = excinfo.value.__cause__.attempts
+    assert [url for url, _ in attempts] == [base + IMAGES + ".gz" for base in mirrors]
+    reasons = " ".join(reason for _, reason in attempts)
+    assert "HTTP 404" in reasons and "SHA-256 mismatch" in reasons
+    assert not root.exists()  # nothing partial cached, no empty directory
 
 
 def test_load_mnist_default_env_mirror_is_dead_in_tests(tmp_path):
@@ -537,13 +567,13 @@ def test_load_mnist_default_env_mirror_is_dead_in_tests(tmp_path):
 
 
 def test_load_mnist_with_no_mirrors(tmp_path):
-    with pytest.raises(DatasetError, match="No download mirrors"):
+    with pytest.raises(DatasetError, match="no download mirrors"):
         load_mnist("test", root=tmp_path / "m", mirrors=[], progress=False)
 
 
 # --- the real MNIST test set (CNNX_DATA_DIR) ------------------------------------------------------
 
-# SHA-256 of the decompressed IDX files (from /work/shared/data/README.md).
+# SHA-256 of the decompressed official t10k IDX files.
 REAL_IDX_SHA256 = {
     IMAGES: "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
     LABELS: "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
@@ -551,15 +581,20 @@ REAL_IDX_SHA256 = {
 
 
 def _real_mnist_dir():
+    """The real t10k files' directory; skip without CNNX_DATA_DIR, FAIL if it lacks them.
+
+    CI sets CNNX_DATA_DIR and promises these tests run there, so a missing file is a
+    failure, never a quiet skip.
+    """
     if not REAL_DATA_DIR:
         pytest.skip(
-            "CNNX_DATA_DIR is not set; set it to a directory whose mnist/ holds the "
-            "t10k files (e.g. CNNX_DATA_DIR=/work/shared/data) to run this test"
+            "CNNX_DATA_DIR is not set; point it at a directory whose mnist/ holds "
+            f"{IMAGES}[.gz] and {LABELS}[.gz] to run the real-MNIST tests"
         )
     directory = Path(REAL_DATA_DIR) / "mnist"
     for name in (IMAGES, LABELS):
         if not ((directory / name).is_file() or (directory / (name + ".gz")).is_file()):
-            pytest.skip(f"CNNX_DATA_DIR is set but {directory} has no {name}[.gz]")
+            pytest.fail(f"CNNX_DATA_DIR is set but {directory} has no {name}[.gz]")
     return directory
 
 
@@ -590,3 +625,29 @@ def test_real_mnist_files_are_the_originals():
     directory = _real_mnist_dir()
     for name, expected in REAL_IDX_SHA256.items():
         assert hashlib.sha256(_raw_idx(directory, name)).hexdigest() == expected, name
+
+
+def test_mnist_file_tests_fail_not_skip_when_cnnx_data_dir_lacks_the_files(tmp_path, monkeypatch):
+    """With CNNX_DATA_DIR set to a directory without MNIST, the real-MNIST tests fail."""
+    import test_mnist_training
+
+    empty = tmp_path / "empty-data"
+    (empty / "mnist").mkdir(parents=True)
+    monkeypatch.setattr(sys.modules[__name__], "REAL_DATA_DIR", str(empty))
+    for test in (test_real_mnist_test_set_loads, test_real_mnist_files_are_the_originals):
+        with pytest.raises(BaseException) as outcome:  # a skip is a BaseException too
+            test(monkeypatch) if test is test_real_mnist_test_set_loads else test()
+        assert isinstance(outcome.value, pytest.fail.Exception), repr(outcome.value)
+        assert "has no t10k" in str(outcome.value)
+
+    # the training test (skipped only when CNNX_DATA_DIR is unset) fails too
+    monkeypatch.setenv("CNNX_DATA_DIR", str(empty))
+    with pytest.raises(DatasetError, match="not found"):
+        test_mnist_training.test_mnist_cnn_reaches_93_percent_on_held_out_images()
+
+
+def test_skip_message_names_no_machine_specific_path():
+    text = Path(__file__).read_text()
+    start = text.index("def _real_mnist_dir")
+    body = text[start : text.index("\ndef ", start + 1)]
+    assert "/work/" not in body and "/home/" not in body

@@ -9,6 +9,7 @@ a "current device": they take ``xp`` from their input arrays with
 from __future__ import annotations
 
 import re
+import threading
 from types import ModuleType
 from typing import Any
 
@@ -18,6 +19,19 @@ from cnnx.backends import _cupy
 from cnnx.errors import DeviceError
 
 _SPEC_RE = re.compile(r"^(cpu|cuda|auto)(?::(\d+))?$")
+
+# CuPy device contexts entered through ``with device:``, innermost last, per thread.
+# One Device object is shared by everyone who resolves the same spec, so the
+# contexts cannot live on it: nested ``with dev:`` blocks (evaluate inside fit's
+# callback) and threads each need their own.
+_entered = threading.local()
+
+
+def _context_stack() -> list[Any]:
+    stack = getattr(_entered, "stack", None)
+    if stack is None:
+        stack = _entered.stack = []
+    return stack
 
 
 class Device:
@@ -29,7 +43,7 @@ class Device:
         xp: the array module, ``numpy`` or ``cupy``.
     """
 
-    __slots__ = ("_ctx", "_name", "index", "kind", "xp")
+    __slots__ = ("_name", "index", "kind", "xp")
 
     def __init__(self, kind: str, index: int | None, xp: ModuleType, name: str = ""):
         self.kind = kind
@@ -69,15 +83,33 @@ class Device:
             self.xp.cuda.Device(self.index).synchronize()
 
     def __enter__(self) -> Device:
-        # Makes this GPU CuPy's current device, so arrays created inside land on it.
+        """Make this GPU CuPy's current device, so arrays created inside land on it.
+
+        Re-entrant and thread-safe: blocks may nest (also for the same Device) and
+        several threads may use one Device at once; each exit restores what its
+        own enter replaced. A no-op on the CPU.
+        """
         if self.kind == "cuda":
-            self._ctx = self.xp.cuda.Device(self.index)
-            self._ctx.__enter__()
+            ctx = self.xp.cuda.Device(self.index)
+            ctx.__enter__()
+            _context_stack().append(ctx)
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.kind == "cuda":
-            self._ctx.__exit__(*exc)
+            _context_stack().pop().__exit__(*exc)
+
+    def mask(self, keep: np.ndarray) -> Any:
+        """Move a host boolean array to this device as a uint8 0/1 array of the same shape.
+
+        On a GPU only the packed bits cross the bus (1/8 byte per element) and are
+        expanded on the device; :func:`mask_plain` is the straightforward version.
+        """
+        if self.kind == "cpu":
+            return keep.view(np.uint8)
+        with self:
+            bits = self.xp.asarray(np.packbits(keep, axis=None))
+            return self.xp.unpackbits(bits)[: keep.size].reshape(keep.shape)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Device) and (self.kind, self.index) == (other.kind, other.index)
@@ -95,6 +127,11 @@ class Device:
 
 
 _CPU = Device("cpu", None, np)
+
+
+def mask_plain(dev: Device, keep: np.ndarray) -> Any:
+    """What :meth:`Device.mask` computes, the plain way: one uint8 byte per element moved."""
+    return dev.asarray(keep.astype(np.uint8))
 
 
 def gpu_status() -> tuple[int, str, tuple[str, ...]]:

@@ -212,7 +212,9 @@ def load_inputs(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
 
 @click.command()
 @click.argument("checkpoint_path", metavar="CHECKPOINT", type=click.Path(path_type=Path))
-@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.argument(
+    "input_paths", metavar="INPUT...", nargs=-1, required=True, type=click.Path(path_type=Path)
+)
 @click.option(
     "--format",
     "fmt",
@@ -225,23 +227,61 @@ def load_inputs(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     "--device", "device_spec", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto."
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=1024, show_default=True)
+@click.option(
+    "--show-input",
+    is_flag=True,
+    help="Save the prepared image files, as the network saw them, to -o (needs cnnx[plot]).",
+)
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="PNG for --show-input."
+)
 def predict(
-    checkpoint_path: Path, input_path: Path, fmt: str, device_spec: str, batch_size: int
+    checkpoint_path: Path,
+    input_paths: tuple[Path, ...],
+    fmt: str,
+    device_spec: str,
+    batch_size: int,
+    show_input: bool,
+    output: Path | None,
 ) -> None:
     """Class and probabilities for each sample of INPUT.
 
     INPUT is a workbook in the 6×6 layout (labels optional), an IDX image file
     (e.g. t10k-images-idx3-ubyte.gz), or a .npy array of shape (N, C, H, W) or
-    (C, H, W) (uint8 values are divided by 255).
+    (C, H, W) (uint8 values are divided by 255); or any number of ordinary image
+    files (PNG, JPEG, ...; needs cnnx[images]), prepared the way MNIST was made:
+    greyscale, dark ink on light paper inverted, cropped to the ink, scaled to fit
+    20×20 (6×6 for the 6×6 models) keeping the aspect ratio, centred by centre of
+    mass in 28×28.
 
     \b
     Examples:
       cnnx predict runs/a/last.npz my_digits.xlsx
       cnnx predict runs/mnist/last.npz images.npy --format json
+      cnnx predict runs/mnist/last.npz photo.png more.jpg --show-input -o prep.png
     """
+    from cnnx.inspect.images import is_image_file, prepare_images
+
+    if show_input != (output is not None):
+        raise click.UsageError("--show-input and -o PNG go together")
     dev = resolve_device(device_spec)
     checkpoint, model, saved = _open(checkpoint_path)
-    X, labels = load_inputs(input_path)
+    images = [p for p in input_paths if is_image_file(p)]
+    if images and len(images) != len(input_paths):
+        raise click.UsageError("give image files, or one data file (workbook, IDX, .npy), not both")
+    if not images and len(input_paths) > 1:
+        raise click.UsageError("give one data file (workbook, IDX, .npy), or any image files")
+    if show_input and not images:
+        raise click.UsageError("--show-input shows prepared image files; INPUT has none")
+    if show_input:
+        from cnnx.inspect.plots import figure
+
+        figure()  # without matplotlib, fail now, naming the extra
+    input_path = input_paths[0]
+    if images:
+        X, labels = prepare_images(images, tuple(model.input_shape)), None
+    else:
+        X, labels = load_inputs(input_path)
     if tuple(X.shape[1:]) != tuple(model.input_shape):
         raise DatasetError(
             f"{input_path}: samples have shape {tuple(X.shape[1:])} but {model.name} "
@@ -253,6 +293,8 @@ def predict(
     rows = []
     for i in range(len(X)):
         row: dict[str, Any] = {"sample": i, "predicted": names[predicted[i]]}
+        if images:
+            row = {"sample": i, "file": str(images[i]), "predicted": names[predicted[i]]}
         if labels is not None:
             row["label"] = names[labels[i]] if labels[i] >= 0 else None
         for k, name in enumerate(names):
@@ -285,3 +327,11 @@ def predict(
             known = labels >= 0
             accuracy = float((predicted[known] == labels[known]).mean())
             click.echo(f"\naccuracy on the {int(known.sum())} labelled samples: {accuracy:.4f}")
+    if show_input and output is not None:
+        from cnnx.inspect.plots import plot_inputs
+
+        titles = [
+            f"{Path(p).name}\n→ {names[k]} ({probs[i, k]:.2f})"
+            for i, (p, k) in enumerate(zip(images, predicted, strict=True))
+        ]
+        click.echo(f"wrote {plot_inputs(X, titles, output)}", err=fmt != "table")

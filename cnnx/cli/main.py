@@ -16,6 +16,9 @@ from cnnx._version import __version__
 from cnnx.cli.checkpoints import evaluate, predict
 from cnnx.cli.devices import devices
 from cnnx.cli.experiment import experiment
+from cnnx.cli.explain import explain
+from cnnx.cli.inspect import inspect_command
+from cnnx.cli.show import show
 from cnnx.cli.summary import summary
 from cnnx.cli.train import train
 from cnnx.cli.tune import tune
@@ -52,6 +55,9 @@ def main() -> None:
       cnnx train --device cuda            # the same on the GPU
       cnnx train --output-dir runs/a      # keep metrics and weights
       cnnx evaluate runs/a/last.npz       # accuracy, precision/recall, confusion matrix
+      cnnx inspect runs/a/last.npz        # health report: dead units, gradients, warnings
+      cnnx explain --worked-example       # the slides' example, step by step
+      cnnx show filters runs/a/last.npz -o filters.png
       cnnx summary simple                 # layers and parameter counts
       cnnx devices                        # which devices are usable here
 
@@ -65,4 +71,7 @@ main.add_command(tune)
 main.add_command(evaluate)
 main.add_command(predict)
 main.add_command(summary)
+main.add_command(inspect_command)
+main.add_command(explain)
+main.add_command(show)
 main.add_command(devices)

@@ -111,7 +111,7 @@ def spec_from_flags(
 
 # Flags that may differ when resuming; every other flag given must match the saved run.
 RESUMABLE_FLAGS = {
-    "epochs", "device_spec", "quiet", "save_every", "resume", "overwrite", "output_dir",
+    "epochs", "device_spec", "quiet", "save_every", "resume", "overwrite", "output_dir", "stats",
 }  # fmt: skip
 
 
@@ -304,6 +304,13 @@ class Reporter:
     help="Run the run defined in this JSON file (a run directory's config.json works); "
     "flags given override its fields.",
 )
+@click.option(
+    "--stats",
+    is_flag=True,
+    help="Record per-epoch network statistics in metrics.jsonl: each layer's output "
+    "mean/std and dead or saturated units, each parameter's gradient norm and update "
+    "ratio (see docs/inspect.md).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final summary.")
 @click.pass_context
 def train(ctx: click.Context, **params: Any) -> None:
@@ -411,6 +418,7 @@ def _train(ctx: click.Context, params: dict[str, Any]) -> None:
             resume=resume_dir is not None,
             overwrite=params["overwrite"],
             save_every=params["save_every"],
+            stats=params["stats"],
             on_start=on_start,
             on_epoch=lambda record: reporter.on_epoch(record) if reporter else None,
             on_batch=lambda count: reporter.on_batch(count) if reporter else None,

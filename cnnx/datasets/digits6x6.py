@@ -56,7 +56,10 @@ def load_digits6x6(
 
     The number of samples is found by reading blocks from column L rightwards until
     one whose three label cells are all empty (with ``require_labels=False``: until
-    one whose label and pixel cells are all empty). Scaling is decided per workbook: if
+    one whose label and pixel cells are all empty); a value in any block after that
+    blank one is an error, so samples after a gap are never dropped silently.
+    ``len(X)`` is the number of samples read and :func:`samples_range` names their
+    cells. Scaling is decided per workbook: if
     every pixel value lies within [0, 1] the values are kept as they are, otherwise
     (grey levels up to 255) all of them are divided by 255. Empty pixel cells are 0.
     Cells outside the sample blocks (notes, headers, a preview) are ignored. A
@@ -75,8 +78,9 @@ def load_digits6x6(
 
     Raises:
         DatasetError: the file is missing or is not an ``.xlsx`` workbook, has no
-            ``Data`` sheet, holds no samples, or a pixel or label cell is invalid. The
-            message names the file and, where it applies, the cell (``Data!N7``).
+            ``Data`` sheet, holds no samples, has a blank sample block followed by
+            further samples, or a pixel or label cell is invalid. The message names the
+            file and, where it applies, the cell (``Data!N7``) or range (``Data!R5:W13``).
         TypeError: ``path`` is neither ``None``, a ``str`` nor a path object.
     """
     if path is None:
@@ -153,6 +157,28 @@ def _label_range_ref(first_col: int) -> str:
     """``Data!L11:L13`` for the label cells below the block starting in ``first_col``."""
     last = _cell_ref(FIRST_LABEL_ROW + len(DIGITS6X6_CLASSES) - 1, first_col)
     return f"{_cell_ref(FIRST_LABEL_ROW, first_col)}:{last.split('!')[1]}"
+
+
+def _block_range_ref(i: int) -> str:
+    """``Data!R5:W13`` for sample ``i`` (0-based): its pixels and the label rows below."""
+    first_col = FIRST_COLUMN + IMAGE_SIZE * i
+    last = _cell_ref(FIRST_LABEL_ROW + len(DIGITS6X6_CLASSES) - 1, first_col + IMAGE_SIZE - 1)
+    return f"{_cell_ref(FIRST_PIXEL_ROW, first_col)}:{last.split('!')[1]}"
+
+
+def samples_range(n: int) -> str:
+    """The cells that ``n`` samples occupy, as a range: ``Data!L5:VO13`` for 96.
+
+    ``len(X)`` of :func:`load_digits6x6` is the number of samples read; this names
+    where they were read from, for messages such as "96 samples (Data!L5:VO13)".
+
+    Raises:
+        ValueError: ``n`` is not a positive integer.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"samples_range: n must be a positive integer, got {n!r}")
+    first = _block_range_ref(0).split(":")[0]
+    return f"{first}:{_block_range_ref(n - 1).split(':')[1]}"
 
 
 def _load(path: Path, require_labels: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -287,6 +313,7 @@ def _parse_samples(
                         f"{_label_range_ref(first_col)} are empty; give it a one-hot label "
                         "or clear its pixels"
                     )
+            _refuse_samples_after(name, i, values)
             break
         labels.append(_parse_label(name, i, label_cells, label_values))
         images.append(_parse_pixels(name, i, pixel_cells, values))
@@ -304,6 +331,37 @@ def _parse_samples(
     X = pixels.astype(np.float32).reshape(len(images), 1, IMAGE_SIZE, IMAGE_SIZE)
     y = np.asarray(labels, dtype=np.int64)
     return X, y
+
+
+def _is_block_cell(row: int, col: int) -> bool:
+    """Whether a cell in rows 5-13 from column L on is a pixel or label cell of a sample."""
+    if row < FIRST_LABEL_ROW:
+        return True
+    return (col - FIRST_COLUMN) % IMAGE_SIZE == 0
+
+
+def _refuse_samples_after(name: str, i: int, values: dict[tuple[int, int], object]) -> None:
+    """Sample ``i`` is blank: raise if any later sample block holds a value.
+
+    Reading stops at the first blank block, so samples after a gap would otherwise be
+    dropped without a word.
+    """
+    next_col = FIRST_COLUMN + IMAGE_SIZE * (i + 1)
+    later = [
+        (col, row)
+        for (row, col), value in values.items()
+        if col >= next_col and _is_block_cell(row, col) and not _is_blank(value)
+    ]
+    if not later:
+        return
+    col, row = min(later)
+    j = (col - FIRST_COLUMN) // IMAGE_SIZE
+    raise DatasetError(
+        f"{name}: sample {i + 1} ({_block_range_ref(i)}) is blank but sample {j + 1} "
+        f"follows it ({_cell_ref(row, col)} is {_describe(values[(row, col)])}); samples "
+        "must be in consecutive blocks, so fill or remove the blank block (move the later "
+        "samples left by 6 columns)"
+    )
 
 
 def _parse_label(name: str, i: int, cells: list[tuple[int, int]], label_values: list) -> int:

@@ -12,6 +12,7 @@ naming the file, what was found and what was expected.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import math
 import os
@@ -112,11 +113,19 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> None:
     Raises:
         TypeError: ``array`` is not a NumPy array or its dtype has no IDX code.
         ValueError: ``array`` has 0 or too many dimensions, or a dimension of 2**32 or more.
+        FileNotFoundError: the directory ``path`` would go in does not exist.
     """
     header, big_endian = _encode_header(array)
     # Flat bytes, no copy when the array is already contiguous and big-endian.
     data = np.ascontiguousarray(array, dtype=big_endian).reshape(-1).view(np.uint8)
     name = os.fspath(path)
+    parent = os.path.dirname(os.path.abspath(name))
+    if not os.path.isdir(parent):
+        # atomic_write would fail on its hidden temporary name, which means nothing to
+        # the caller; name the file asked for and the directory that is missing
+        raise FileNotFoundError(
+            errno.ENOENT, f"write_idx: cannot write {name}: no directory {parent}", name
+        )
     with atomic_write(name, "wb") as f:
         if name.lower().endswith(".gz"):
             with gzip.GzipFile(filename="", fileobj=f, mode="wb", mtime=0) as gz:

@@ -15,6 +15,7 @@ import os
 import re
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,6 +76,7 @@ DOWNLOAD_MAX_BYTES = 256 << 20
 _CHUNK = 64 << 10
 _SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
 _MAX_REASON_CHARS = 160
+_SHORT_REASON_CHARS = 60  # in the one-line "files not found" message
 
 
 class DownloadError(DatasetError):
@@ -214,9 +216,11 @@ def load_mnist(
 
     Raises:
         ValueError: ``split`` is not ``"train"`` or ``"test"``.
-        DatasetError: files are missing and could not be downloaded (the message lists
-            the files, the directory, the mirrors tried with their errors and how to
-            place the files by hand), or a file is malformed (the message names it).
+        DatasetError: files are missing and could not be downloaded, or a file is
+            malformed (the message names it). The missing-files message is one line:
+            the files, the directory, why nothing was fetched and how to fix it; its
+            ``__cause__`` is the :class:`DownloadError` whose ``attempts`` list every
+            mirror URL with its error. A failed attempt creates no directory.
     """
     if split not in MNIST_FILES:
         raise ValueError(f"load_mnist: split must be 'train' or 'test', got {split!r}")
@@ -225,30 +229,23 @@ def load_mnist(
     found = {name: _find(directory, name) for name in names}
     missing = [name for name in names if found[name] is None]
     if missing and not download:
-        raise DatasetError(
-            f"MNIST {split} files not found: {_list_missing(missing)} missing from "
-            f"{directory} ({source}); download=False, so nothing was fetched.\n"
-            + _placement_hint(split, directory)
-        )
+        raise DatasetError(_not_found_message(split, directory, source, missing, None))
     if missing:
         bases = mnist_mirrors(mirrors)
+        created = _make_directory(directory, source)
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise DatasetError(
-                f"cannot create the MNIST directory {directory} ({source}): {e.strerror or e}"
-            ) from e
-        for name in missing:
-            gz_name = name + ".gz"
-            urls = [base + gz_name for base in bases]
-            try:
+            for name in missing:
+                gz_name = name + ".gz"
+                urls = [base + gz_name for base in bases]
                 found[name] = download_verified(
                     urls, directory / gz_name, MNIST_SHA256[gz_name], progress=progress
                 )
-            except DownloadError as e:
-                raise DatasetError(
-                    _download_failure_message(split, directory, source, missing, e)
-                ) from e
+        except DownloadError as e:
+            _remove_if_empty(created)
+            raise DatasetError(_not_found_message(split, directory, source, missing, e)) from e
+        except BaseException:
+            _remove_if_empty(created)
+            raise
 
     images_path, labels_path = (found[name] for name in names)
     images = _read_images(images_path)
@@ -395,34 +392,52 @@ def _describe(e: BaseException) -> str:
     return text
 
 
-def _list_missing(missing: list[str]) -> str:
-    return ", ".join(f"{name}[.gz]" for name in missing)
+def _make_directory(directory: Path, source: str) -> list[Path]:
+    """Create ``directory`` and missing parents; return those created, deepest first."""
+    created = []
+    for path in (directory, *directory.parents):
+        if path.exists():
+            break
+        created.append(path)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        _remove_if_empty(created)
+        raise DatasetError(
+            f"cannot create the MNIST directory {directory} ({source}): {e.strerror or e}"
+        ) from e
+    return created
 
 
-def _placement_hint(split: str, directory: Path) -> str:
-    files = " and ".join(f"{name}.gz" for name in MNIST_FILES[split])
-    return (
-        f"To place the files by hand: put {files} (gzipped or decompressed, without .gz) "
-        f"in {directory}; or point load_mnist(root=...) or the CLI's --data-dir at the "
-        f"directory that holds them; or set {DATA_DIR_ENV} to a directory whose mnist/ "
-        "subdirectory holds them."
-    )
+def _remove_if_empty(created: list[Path]) -> None:
+    """Undo :func:`_make_directory` after a failed download: a failure creates nothing."""
+    for path in created:  # deepest first
+        try:
+            path.rmdir()
+        except OSError:  # not empty (a verified file was kept), or gone already
+            return
 
 
-def _download_failure_message(
-    split: str, directory: Path, source: str, missing: list[str], error: DownloadError
+def _failure_reason(error: DownloadError) -> str:
+    """A few words on why the download failed: the first mirror's host and reason."""
+    if not error.attempts:
+        return f"no download mirrors configured (${MIRRORS_ENV} or mirrors=[] is empty)"
+    url, reason = error.attempts[0]
+    host = urllib.parse.urlsplit(url).netloc or url
+    if len(reason) > _SHORT_REASON_CHARS:
+        reason = reason[: _SHORT_REASON_CHARS - 3] + "..."
+    if len(error.attempts) == 1:
+        return f"{host}: {reason}"
+    return f"{len(error.attempts)} mirrors failed, first {host}: {reason}"
+
+
+def _not_found_message(
+    split: str, directory: Path, source: str, missing: list[str], error: DownloadError | None
 ) -> str:
-    lines = [
-        f"MNIST {split} files not found and could not be downloaded: {_list_missing(missing)} "
-        f"missing from {directory} ({source}).",
-    ]
-    if error.attempts:
-        lines.append(f"Mirrors tried for {error.dest.name}:")
-        lines += [f"  {url}: {reason}" for url, reason in error.attempts]
-        lines.append(f"Other mirrors can be set with {MIRRORS_ENV}=URL1,URL2 (base URLs).")
-    else:
-        lines.append(
-            f"No download mirrors were configured (mirrors argument or ${MIRRORS_ENV} is empty)."
-        )
-    lines.append(_placement_hint(split, directory))
-    return "\n".join(lines)
+    """One line: what is missing, where cnnx looked, why it was not fetched, one fix."""
+    files = ", ".join(f"{name}.gz" for name in missing)
+    why = "download=False" if error is None else f"download failed ({_failure_reason(error)})"
+    return (
+        f"MNIST {split} files not found in {directory} ({source}): {files}; {why}. "
+        "Put them there by hand; see docs/datasets-mnist.md"
+    )

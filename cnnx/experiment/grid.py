@@ -378,7 +378,7 @@ def _report_table5() -> Experiment:
         tuple(configs),
         tuple(range(10)),
         "Report 000's five configurations on the bundled 6×6 digits: 8:2 stratified "
-        "split, 300 full-batch epochs, seeds 0-9.",
+        "split, 300 full-batch epochs.",
     )
 
 
@@ -407,7 +407,7 @@ def _toy_lr() -> Experiment:
         [(0.001, 5), (0.0001, 5), (0.0002, 5), (0.01, 5)],
         "Report 003's learning-rate sweep: ConvNet with 16 5×5 filters (weights std 0.001), "
         "plain SGD, minibatch 8, 500 epochs, on the 11×11 patterns (24 per class, noise "
-        "0.05, shift ±1; 42 training and 30 test samples per seed), seeds 0-4.",
+        "0.05, shift ±1; 42 training and 30 test samples per seed).",
     )
 
 
@@ -417,7 +417,7 @@ def _toy_kernel() -> Experiment:
         [(0.01, 3), (0.01, 5), (0.01, 7), (0.01, 9)],
         "Report 003's kernel-size sweep: ConvNet with 16 k×k filters (weights std 0.001), "
         "plain SGD lr 0.01, minibatch 8, 500 epochs, on the 11×11 patterns (24 per class, "
-        "noise 0.05, shift ±1; 42 training and 30 test samples per seed), seeds 0-4.",
+        "noise 0.05, shift ±1; 42 training and 30 test samples per seed).",
     )
 
 

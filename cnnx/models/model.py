@@ -77,12 +77,13 @@ def summarize(model: Sequential, input_shape: tuple[int, ...], title: str = "") 
         dev = model.device
         x = dev.asarray(np.zeros((1, *input_shape), dtype=np.float32))
         rows = []
-        for index, layer in enumerate(model):
-            x = layer(x)
-            count = sum(p.size for p in layer.parameters())
-            rows.append(
-                (str(index), repr(layer).replace("\n", " "), _fmt(tuple(x.shape[1:])), count)
-            )
+        with dev:  # the model's device, whatever device is current
+            for index, layer in enumerate(model):
+                x = layer(x)
+                count = sum(p.size for p in layer.parameters())
+                rows.append(
+                    (str(index), repr(layer).replace("\n", " "), _fmt(tuple(x.shape[1:])), count)
+                )
     finally:
         model.train(was_training)
     headers = ("#", "layer", "output shape", "params")

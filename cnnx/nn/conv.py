@@ -136,9 +136,9 @@ def im2col_checked(layer: Conv2D, x: Any) -> Any:
     """im2col for ``layer`` into its scratch memory; a window that does not fit is a named error."""
     try:
         shape = F.im2col_shape(x.shape, layer.kernel_size, layer.stride, layer.padding)
-        out = layer._scratch.empty("col", shape, x.dtype, get_array_module(x))
-        return F.im2col(x, layer.kernel_size, layer.stride, layer.padding, out=out)
-    except ValueError as exc:
+    except ValueError as exc:  # only the window-size arithmetic is relabelled
         raise ValueError(
             f"{layer!r}: input of shape {tuple(x.shape)} is too small: {exc}"
         ) from None
+    out = layer._scratch.empty("col", shape, x.dtype, get_array_module(x))
+    return F.im2col(x, layer.kernel_size, layer.stride, layer.padding, out=out)

@@ -19,7 +19,11 @@ class Dropout(Module):
         p: drop probability in [0, 1).
         rng: int seed or ``numpy.random.Generator`` for the masks. Masks are drawn
             on the host and moved to the input's device, so a CPU run and a GPU
-            run with the same seed drop the same elements.
+            run with the same seed drop the same elements. Only the mask's bits
+            cross to a GPU (``Device.mask``), not a float array per step.
+
+    Forward keeps ``x·keep·scale`` with ``keep`` a uint8 0/1 mask and ``scale = 1/(1−p)``;
+    backward is ``gx = gy·keep·scale``.
     """
 
     def __init__(self, p: float = 0.5, rng: RngLike = None):
@@ -41,12 +45,15 @@ class Dropout(Module):
             self._mask = None
             return x
         keep = self.rng.random(x.shape, dtype=np.float32) >= self.p
-        scale = np.asarray(1.0 / (1.0 - self.p), dtype=x.dtype)
-        mask = device_of(x).asarray(keep * scale)
-        self._mask = mask
-        return x * mask
+        self._mask = device_of(x).mask(keep)
+        return self._apply(x)
+
+    def _apply(self, a: Any) -> Any:
+        out = a * self._mask
+        out *= 1.0 / (1.0 - self.p)
+        return out
 
     def backward(self, gy: Any) -> Any:
         if self._mask is None:
             return gy
-        return gy * self._mask
+        return self._apply(gy)

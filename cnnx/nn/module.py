@@ -10,11 +10,20 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from cnnx.backends import Device, device, device_of, get_array_module, to_host
+from cnnx.backends import (
+    Device,
+    device,
+    device_of,
+    get_array_module,
+    ignore_float_errors,
+    to_host,
+)
+from cnnx.errors import DeviceError
 
 
 class Parameter:
@@ -49,7 +58,8 @@ class Parameter:
         return int(self.data.size)
 
     def zero_grad(self) -> None:
-        self.grad.fill(0)
+        with device_of(self.grad):
+            self.grad.fill(0)
 
     def __repr__(self) -> str:
         return f"Parameter(name={self.name!r}, shape={self.shape}, dtype={self.dtype})"
@@ -120,7 +130,30 @@ class Module:
         self.backward(gy)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(*args, **kwargs)
+        x = args[0] if args else None
+        try:
+            if type(x) is np.ndarray:
+                return self.forward(*args, **kwargs)
+            with device_of(x):  # compute, and allocate, where the input lives
+                return self.forward(*args, **kwargs)
+        except (TypeError, ValueError) as exc:
+            self._raise_if_devices_differ(x, exc)
+            raise
+
+    def _raise_if_devices_differ(self, x: Any, exc: Exception) -> None:
+        """Turn an array-library error into DeviceError when input and parameters live apart."""
+        if not hasattr(x, "shape"):
+            return
+        first = next(iter(self.parameters()), None)
+        if first is None:
+            return
+        here, there = device_of(x), device_of(first.data)
+        if here != there:
+            raise DeviceError(
+                f"{self!r}: the input lives on {here.spec} but the parameters on {there.spec}; "
+                f"move the input with cnnx.device({there.spec!r}).asarray(x) or the model "
+                f"with Module.to({here.spec!r})"
+            ) from exc
 
     # -- traversal ----------------------------------------------------------------
 
@@ -276,11 +309,13 @@ class Module:
                 )
             staged.append((module, name, current, host))
         for module, name, current, host in staged:
-            new = device_of(current).asarray(host, dtype=current.dtype)
-            if name in module._parameters:
-                module._parameters[name].data[...] = new
-            else:
-                current[...] = new
+            dev = device_of(current)
+            new = dev.asarray(host, dtype=current.dtype)
+            with dev:
+                if name in module._parameters:
+                    module._parameters[name].data[...] = new
+                else:
+                    current[...] = new
 
     # -- display ------------------------------------------------------------------
 
@@ -319,6 +354,36 @@ class Module:
             raise ValueError(f"{self!r}: expected input of shape {expected}, got {got}")
 
 
+@dataclass
+class Trace:
+    """What one forward (and optionally backward) pass through a Sequential saw.
+
+    Every array is a host ``numpy.ndarray`` copy, so later passes (and in-place
+    layers such as ``ReLU(inplace=True)``) cannot change it.
+
+    Attributes:
+        outputs: each layer's output, keyed by the layer's dotted name (``"0"``,
+            ``"1"``, ... for a flat model; ``"block.0"`` inside a nested Sequential),
+            in forward order; shapes ``(N, ...)``.
+        grads: with a target, ``dL/d(output)`` of each layer (same keys and shapes),
+            where L is the mean softmax cross-entropy over the batch; else None.
+        param_grads: with a target, ``dL/dθ`` of every parameter by dotted name; else None.
+        input_grad: with a target, ``dL/dx`` for the input; else None.
+        loss: with a target, the mean loss as a Python float; else None.
+    """
+
+    outputs: OrderedDict[str, np.ndarray]
+    grads: OrderedDict[str, np.ndarray] | None = None
+    param_grads: OrderedDict[str, np.ndarray] | None = None
+    input_grad: np.ndarray | None = None
+    loss: float | None = None
+
+
+def _host_copy(a: Any) -> np.ndarray:
+    host = to_host(a)
+    return host.copy() if host is a else host
+
+
 def _holds_parameters(module: Module) -> bool:
     """Whether ``module`` or a descendant registers a Parameter (cheap for leaf layers)."""
     return bool(module._parameters) or any(_holds_parameters(c) for c in module._modules.values())
@@ -343,8 +408,9 @@ class Sequential(Module):
         return x
 
     def backward(self, gy: Any) -> Any:
-        for module in reversed(self._modules.values()):
-            gy = module.backward(gy)
+        with device_of(gy):  # as forward: compute where the gradient lives
+            for module in reversed(self._modules.values()):
+                gy = module.backward(gy)
         return gy
 
     def backward_params(self, gy: Any) -> None:
@@ -357,9 +423,101 @@ class Sequential(Module):
         first = next((i for i, m in enumerate(modules) if _holds_parameters(m)), None)
         if first is None:
             return
-        for module in reversed(modules[first + 1 :]):
-            gy = module.backward(gy)
-        modules[first].backward_params(gy)
+        with device_of(gy):
+            for module in reversed(modules[first + 1 :]):
+                gy = module.backward(gy)
+            modules[first].backward_params(gy)
+
+    # -- looking inside --------------------------------------------------------------
+
+    def layers(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """Yield ``(dotted_name, layer)`` in forward order; nested Sequentials are expanded."""
+        for name, module in self._modules.items():
+            full = f"{prefix}.{name}" if prefix else name
+            if isinstance(module, Sequential):
+                yield from module.layers(full)
+            else:
+                yield full, module
+
+    def trace(self, x: Any, target: Any = None) -> Trace:
+        """One forward pass (and, given ``target``, one backward pass) that records every layer.
+
+        Runs in eval mode (dropout off, batch norm on running statistics) and restores
+        the previous mode afterwards. Parameters' ``.grad`` arrays are left exactly as
+        they were: the backward pass accumulates into fresh arrays, which are returned
+        as ``param_grads``.
+
+        Args:
+            x: ``(N, ...)`` input on the model's device or the host (it is moved).
+            target: None for a forward pass only; else ``(N,)`` integer labels (or an
+                ``(N, classes)`` probability matrix) for the mean softmax cross-entropy.
+
+        Returns:
+            A :class:`Trace` of host copies.
+        """
+        from cnnx.nn.loss import SoftmaxCrossEntropy
+
+        dev = self.device
+        layers = list(self.layers())
+        was_training = self.training
+        self.eval()
+        params = self.parameters() if target is not None else []
+        saved_grads = [p.grad for p in params]
+        try:
+            with dev, ignore_float_errors():
+                h = dev.asarray(x)
+                outputs: OrderedDict[str, np.ndarray] = OrderedDict()
+                for name, layer in layers:
+                    h = layer.forward(h)
+                    outputs[name] = _host_copy(h)  # before an in-place layer overwrites h
+                if target is None:
+                    return Trace(outputs)
+                for p in params:
+                    p.grad = get_array_module(p.data).zeros_like(p.data)
+                loss_fn = SoftmaxCrossEntropy()
+                loss = float(loss_fn(h, dev.asarray(target)))
+                gy = loss_fn.backward()
+                grads: OrderedDict[str, np.ndarray] = OrderedDict()
+                for name, layer in reversed(layers):
+                    grads[name] = _host_copy(gy)  # before an in-place backward overwrites gy
+                    gy = layer.backward(gy)
+                grads = OrderedDict((name, grads[name]) for name, _ in layers)
+                param_grads = OrderedDict((p.name, _host_copy(p.grad)) for p in params)
+                return Trace(outputs, grads, param_grads, _host_copy(gy), loss)
+        finally:
+            for p, g in zip(params, saved_grads, strict=True):
+                p.grad = g
+            self.train(was_training)
+
+    def activations(self, x: Any, batch_size: int | None = None) -> OrderedDict[str, np.ndarray]:
+        """Each layer's output for input ``x``, in eval mode, as host arrays.
+
+        Args:
+            x: ``(N, ...)`` input (host or device).
+            batch_size: run this many samples per forward pass (None: all at once);
+                the outputs are concatenated, so the result is the same.
+
+        Returns:
+            ``{dotted layer name: (N, ...) numpy array}`` in forward order.
+        """
+        n = int(x.shape[0])
+        step = n if batch_size is None else max(1, int(batch_size))
+        parts = [self.trace(x[i : i + step]).outputs for i in range(0, max(n, 1), step)]
+        if len(parts) == 1:
+            return parts[0]
+        return OrderedDict(
+            (name, np.concatenate([part[name] for part in parts])) for name in parts[0]
+        )
+
+    def gradients(self, x: Any, target: Any) -> OrderedDict[str, tuple[np.ndarray, np.ndarray]]:
+        """Each layer's ``(output, dL/d(output))`` for ``x`` and ``target``, as host arrays.
+
+        L is the mean softmax cross-entropy over the batch; one forward and one backward
+        pass in eval mode; parameters' ``.grad`` are left untouched (see :meth:`trace`).
+        """
+        t = self.trace(x, target)
+        assert t.grads is not None
+        return OrderedDict((name, (t.outputs[name], t.grads[name])) for name in t.outputs)
 
     def __len__(self) -> int:
         return len(self._modules)

@@ -75,7 +75,13 @@ class _Group:
     """
 
     def __init__(self, names: list[str], params: list[Parameter], state: dict[str, dict[str, Any]]):
-        dev = device_of(params[0].data)
+        dev = self.device = device_of(params[0].data)
+        with dev:  # the parameters' device, whatever device is current
+            self._build(names, params, state, dev)
+
+    def _build(
+        self, names: list[str], params: list[Parameter], state: dict[str, dict[str, Any]], dev: Any
+    ) -> None:
         xp = dev.xp
         dtype = params[0].data.dtype
         self.names = names
@@ -185,17 +191,19 @@ class Optimizer:
     def zero_grad(self) -> None:
         """Clear the gradients of every parameter this optimizer updates."""
         for group in self._packed():
-            group.grad.fill(0)
+            with group.device:
+                group.grad.fill(0)
 
     def step(self) -> None:
         """Apply one update to every parameter, in place."""
         self.step_count += 1
         wd = self.hyper["weight_decay"]
         for group in self._packed():
-            g = group.grad
-            if wd:
-                g = g + wd * group.data
-            self.update(group.data, g, group.state)
+            with group.device:  # temporaries and lazily made state land with the parameters
+                g = group.grad
+                if wd:
+                    g = g + wd * group.data
+                self.update(group.data, g, group.state)
 
     def update(self, p: Any, g: Any, state: dict[str, Any]) -> None:
         """Update ``p`` in place from gradient ``g`` (already including weight decay).
@@ -261,7 +269,7 @@ class Optimizer:
             p = by_name[name]
             new_state[name] = {}
             for key, value in entries.items():
-                host = np.asarray(value)
+                host = to_host(value)
                 if host.shape != p.shape:
                     raise ValueError(
                         f"{type(self).__name__} state {name}.{key} has shape {host.shape}, "

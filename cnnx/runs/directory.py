@@ -9,7 +9,6 @@ import math
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -253,7 +252,7 @@ class RunDirectory:
         with self.writing(self.path / METRICS):
             if self._metrics is None:
                 self._metrics = open(self.path / METRICS, "a", encoding="utf-8")
-            self._metrics.write(json.dumps(asdict(record)) + "\n")
+            self._metrics.write(json.dumps(record.to_dict()) + "\n")
             self._metrics.flush()
 
     def save(

@@ -182,6 +182,7 @@ def execute(
     overwrite: bool = False,
     data: RunData | None = None,
     save_every: int | None = None,
+    stats: Any = None,
     on_start: Callable[[RunStart], None] | None = None,
     on_epoch: Callable[[EpochRecord], bool | None] | None = None,
     on_batch: Callable[[int], None] | None = None,
@@ -201,6 +202,8 @@ def execute(
         data: already loaded data (a cluster worker that lacks the files); default
             :func:`load_data`.
         save_every: also save last.npz every K epochs.
+        stats: per-epoch network statistics, passed to :func:`cnnx.fit` (True, or a
+            :class:`cnnx.inspect.TrainingStats`); they land in metrics.jsonl.
         on_start: called once, before the first epoch.
         on_epoch: called with each epoch's record; returning True stops training.
         on_batch: called with each minibatch's size.
@@ -317,7 +320,7 @@ def execute(
             fit(
                 model, optimizer, data.train, data.val, epochs=spec.epochs,
                 batch_size=spec.batch_size, rng=rng, initial_epoch=initial_epoch,
-                on_epoch=after_epoch, on_batch=on_batch,
+                on_epoch=after_epoch, on_batch=on_batch, stats=stats,
             )  # fmt: skip
         if folder is not None:
             save(LAST)
