@@ -173,3 +173,26 @@ def test_gpu_runs_ask_for_the_gpu_resource(executor):
             lambda dask_scheduler: [t.resource_restrictions for t in dask_scheduler.tasks.values()]
         )
         assert {"GPU": 1} in tasks
+
+
+def test_a_search_sends_the_data_to_workers_without_the_file(executor, tmp_path, monkeypatch):
+    pytest.importorskip("optuna")
+    from cnnx import runs
+    from cnnx.tune import SearchSpace, tune
+
+    workbook = tmp_path / "digits.xlsx"
+    shutil.copy(Path(datasets.__file__).parent / "digits6x6.xlsx", workbook)
+    base = runs.defaults("digits6x6").replace(epochs=5, dataset_options={"path": str(workbook)})
+    space = SearchSpace.parse(["lr=loguniform:1e-3:1e-1"])
+    here = tune(base, space, trials=2, seeds=(0, 1), quiet=True)
+    monkeypatch.setattr(cluster.DaskExecutor, "workers_have_files", lambda self, paths: False)
+    lines: list[str] = []
+    executor.log = lines.append
+    try:
+        there = tune(base, space, trials=2, seeds=(0, 1), executor=executor, quiet=True)
+    finally:
+        executor.log = None
+    assert any("cannot read" in line for line in lines)
+    assert [t.user_attrs["losses"] for t in here.study.trials] == [
+        t.user_attrs["losses"] for t in there.study.trials
+    ]

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from cnnx.errors import CnnxError
+from cnnx.experiment.cluster import data_sender
 from cnnx.tune.space import SearchSpace, apply
 from cnnx.tune.trial import COMPLETE, FAIL, PRUNED, run_trial
 
@@ -362,6 +363,10 @@ def tune(
                 tell(trial, result)
         else:
             capacity = jobs if executor is None else max(jobs, _worker_count(executor))
+            # Trials change no data option, so each seed's data is the same in every trial:
+            # sent once per seed, and only to a cluster whose workers lack the files.
+            send = data_sender(pool, [base.replace(seed=s) for s in seeds])
+            data = None if send is None else {s: send(base.replace(seed=s)) for s in seeds}
             asked = 0
             while asked < trials or in_flight:
                 while asked < trials and len(in_flight) < capacity:
@@ -379,7 +384,7 @@ def tune(
                             "trial_id": trial._trial_id,
                             "pruner": PRUNER,
                         }
-                    future = pool.submit(_trial_in_worker, fields, seeds, pruning)
+                    future = pool.submit(_trial_in_worker, fields, seeds, pruning, data)
                     in_flight[future] = trial
                 if not in_flight:
                     continue
@@ -391,8 +396,8 @@ def tune(
         if interrupted:
             for future, trial in in_flight.items():
                 future.cancel()
-                study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
                 trial.set_user_attr("note", "interrupted")
+                study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
         if own_pool:
             pool.shutdown(wait=not interrupted, cancel_futures=interrupted)
         environment.close()
