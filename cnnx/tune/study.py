@@ -175,7 +175,9 @@ def open_study(
     except (ValueError, ImportError) as exc:
         raise TuneError(f"--storage {storage}: {exc}") from None
     description = {
-        "base": dict(base_fields),
+        # where a trial runs is not part of what is searched: processes on a GPU machine
+        # and on a CPU machine may share a study
+        "base": {k: v for k, v in base_fields.items() if k != "device"},
         "space": space.describe(),
         "seeds": [int(s) for s in seeds],
     }
@@ -285,7 +287,10 @@ def tune(
     if parallel and prune and storage is None:
         if directory is None:
             raise TuneError("--prune with parallel trials needs --storage or --output-dir")
-        storage = f"sqlite:///{(directory / report.STUDY_DB).resolve()}"
+        database = directory / report.STUDY_DB
+        if overwrite:
+            database.unlink(missing_ok=True)  # the study this directory's last search made
+        storage = f"sqlite:///{database.resolve()}"
     study = open_study(
         base_fields, space, seeds, sampler=sampler, sampler_seed=sampler_seed,
         prune=prune, storage=storage, study_name=study_name,
