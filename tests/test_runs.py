@@ -198,3 +198,12 @@ def test_a_damaged_config_file_is_one_line_naming_it(tmp_path):
         assert result.exit_code == 1, result.output
         assert f"error: {path}: " in result.output and message in result.output
         assert "Traceback" not in result.output
+
+
+def test_a_spec_is_hashable_and_pickles_for_other_processes():
+    import pickle
+
+    a = small(seed=2)
+    b = RunSpec.from_dict(json.loads(json.dumps(a.to_dict())))
+    assert hash(a) == hash(b) and len({a, b}) == 1
+    assert pickle.loads(pickle.dumps(a)) == a

@@ -19,6 +19,7 @@ from cnnx.metrics import confusion_matrix, format_report, plot_confusion
 from cnnx.runs import RunSpec
 from cnnx.train import evaluate as evaluate_model
 from cnnx.train import predict_proba
+from cnnx.utils.progress import Progress, Ticker
 
 
 def class_names(dataset: str | None, num_classes: int) -> list[str]:
@@ -41,8 +42,8 @@ def _open(path: Path) -> tuple[Checkpoint, Any, RunSpec | None]:
     checkpoint = load_checkpoint(path)
     model = checkpoint.build_model()
     config = checkpoint.extra.get("config")
-    if not config:
-        return checkpoint, model, None
+    if not isinstance(config, dict) or not {"dataset", "model"} <= set(config):
+        return checkpoint, model, None  # saved by a script, not by a run: no run to read back
     spec = RunSpec.from_dict(config, source=f"{path} (its stored run configuration)")
     return checkpoint, model, spec
 
@@ -151,16 +152,15 @@ def evaluate(
             f"{dataset} samples have shape {tuple(X.shape[1:])} but {model.name} expects "
             f"{tuple(model.input_shape)}"
         )
-    result = evaluate_model(model, X, y, device=dev, batch_size=batch_size)
-    probs = predict_proba(model, X, device=dev, batch_size=batch_size)
+    loss, accuracy, probs = evaluate_with_progress(model, X, y, dev, batch_size)
     names = _class_names(checkpoint, dataset, model.num_classes)
     matrix = confusion_matrix(y, probs.argmax(axis=1), model.num_classes)
     epoch = f", epoch {checkpoint.epoch}" if checkpoint.epoch is not None else ""
     click.echo(f"checkpoint  {checkpoint_path} ({model.name}{epoch})")
     click.echo(f"data        {description}, {split} split: {len(y)} samples")
     click.echo(f"device      {dev}")
-    click.echo(f"loss        {result.loss:.4f}")
-    click.echo(f"accuracy    {result.accuracy:.4f}")
+    click.echo(f"loss        {loss:.4f}")
+    click.echo(f"accuracy    {accuracy:.4f}")
     click.echo("")
     click.echo(format_report(matrix, names))
     if plot is not None:
@@ -170,6 +170,33 @@ def evaluate(
             click.echo('note: --plot needs matplotlib: pip install "cnnx[plot]"; skipped', err=True)
         else:
             click.echo(f"\nconfusion matrix saved to {plot}")
+
+
+def evaluate_with_progress(
+    model: Any, X: np.ndarray, y: np.ndarray, dev: Any, batch_size: int, interval: float = 10.0
+) -> tuple[float, float, np.ndarray]:
+    """Loss, accuracy and class probabilities ``(N, classes) float32`` of ``model`` on
+    ``(X, y)``, a chunk of ``batch_size`` samples at a time, showing progress: a bar on a
+    terminal, else a plain line every ``interval`` seconds."""
+    n = len(y)
+    bar = Progress(n, "evaluate", "samples")
+    ticker = Ticker(interval)
+    loss_sum, correct, parts = 0.0, 0, []
+    try:
+        for start in range(0, n, batch_size):
+            part = slice(start, start + batch_size)
+            result = evaluate_model(model, X[part], y[part], device=dev, batch_size=batch_size)
+            count = len(y[part])
+            loss_sum += result.loss * count
+            correct += round(result.accuracy * count)
+            parts.append(predict_proba(model, X[part], device=dev, batch_size=batch_size))
+            bar.update(count)
+            if not bar.enabled and ticker.due() and start + count < n:
+                done = start + count
+                click.echo(f"evaluate: {done:,}/{n:,} samples ({100 * done / n:.0f}%)", err=True)
+    finally:
+        bar.close()
+    return loss_sum / n, correct / n, np.concatenate(parts, axis=0)
 
 
 def load_inputs(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -208,6 +235,23 @@ def load_inputs(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         raise DatasetError(f"{path}: IDX array of shape {images.shape}; expected images (N, H, W)")
     scale = np.float32(255) if images.dtype == np.uint8 else np.float32(1)
     return (images / scale).astype(np.float32), None
+
+
+def check_inputs(path: Path, X: np.ndarray) -> None:
+    """Refuse inputs no prediction can be made from: no samples, or NaN/infinite values.
+
+    Raises:
+        DatasetError: naming the file and the first bad sample.
+    """
+    if X.shape[0] == 0 or X.size == 0:
+        raise DatasetError(f"{path}: holds no samples (array of shape {X.shape})")
+    finite = np.isfinite(X).reshape(X.shape[0], -1).all(axis=1)
+    if not finite.all():
+        first = int(np.flatnonzero(~finite)[0])
+        raise DatasetError(
+            f"{path}: {int((~finite).sum())} of {X.shape[0]} samples hold NaN or infinite "
+            f"values (the first is sample {first}); predictions need finite inputs"
+        )
 
 
 @click.command()
@@ -282,6 +326,7 @@ def predict(
         X, labels = prepare_images(images, tuple(model.input_shape)), None
     else:
         X, labels = load_inputs(input_path)
+    check_inputs(input_path, X)
     if tuple(X.shape[1:]) != tuple(model.input_shape):
         raise DatasetError(
             f"{input_path}: samples have shape {tuple(X.shape[1:])} but {model.name} "

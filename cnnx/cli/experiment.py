@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,10 @@ from cnnx.experiment.grid import (
 )
 from cnnx.experiment.store import EXPERIMENT_FILE
 from cnnx.optim import OPTIMIZERS
+from cnnx.runs.signals import EXIT_TERMINATED, Terminated, terminate_raises
+from cnnx.runs.spec import HYPERPARAMETER_ORDER
 
-HYPER_FLAGS = ("lr", "momentum", "rho", "beta1", "beta2", "eps", "weight_decay")
+HYPER_FLAGS = HYPERPARAMETER_ORDER  # one flag per optimizer hyperparameter
 # Flags that describe a grid; a preset fixes them, so they cannot be combined with one.
 GRID_FLAGS = ("models", "model_option", "optimizers", "dataset", *HYPER_FLAGS)
 
@@ -162,12 +164,26 @@ def saved_experiment(output_dir: Path) -> Experiment:
         raise click.UsageError(
             f"--resume: {path} does not exist; give the preset or grid flags of the experiment"
         )
+    data = runs.read_config_file(path)
+    where = f"--resume: {path}"
+    if not isinstance(data, dict):
+        raise click.UsageError(f"{where}: expected a JSON object describing the experiment")
+    for key, kind, text in (("name", str, "a string"), ("configs", list, "a list"),
+                            ("seeds", list, "a list of seeds")):  # fmt: skip
+        if not isinstance(data.get(key), kind):
+            raise click.UsageError(f"{where}: field {key!r} must be {text}, got {data.get(key)!r}")
+    configs = []
+    for index, item in enumerate(data["configs"]):
+        try:
+            configs.append(RunConfig.from_dict(item))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise click.UsageError(f"{where}: configs[{index}]: {exc}") from None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        configs = tuple(RunConfig.from_dict(c) for c in data["configs"])
-        return Experiment(data["name"], configs, tuple(data["seeds"]), data["description"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise click.UsageError(f"--resume: {path} is not a readable experiment ({exc})") from None
+        return Experiment(
+            data["name"], tuple(configs), tuple(data["seeds"]), str(data.get("description", ""))
+        )
+    except (ValueError, TypeError) as exc:
+        raise click.UsageError(f"{where}: {exc}") from None
 
 
 def list_presets() -> None:
@@ -276,7 +292,13 @@ def _float_flag(name: str, text: str) -> Any:
     help="Write runs/, runs.csv, summary.md, curves.csv and the figures here.",
 )
 @click.option("--resume", is_flag=True, help="Skip the runs already finished in --output-dir.")
-@click.option("--overwrite", is_flag=True, help="Replace the results in a non-empty --output-dir.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace the results in a non-empty --output-dir (runs/*.json and the tables; other "
+    "files stay). They are deleted only after the data and every configuration have been "
+    "checked.",
+)
 @click.option("--no-plots", is_flag=True, help="Do not draw loss_curves.png and accuracy.png.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress line per run.")
 @click.pass_context
@@ -300,6 +322,15 @@ def experiment(ctx: click.Context, preset_name: str | None, **params: Any) -> No
       cnnx experiment toy-lr --output-dir out-lr --dask local:4
       cnnx experiment toy-lr --output-dir out-lr --dask tcp://10.0.0.5:8786
     """
+    with terminate_raises():
+        try:
+            _experiment(ctx, preset_name, params)
+        except Terminated:
+            click.echo("terminated", err=True)
+            sys.exit(EXIT_TERMINATED)
+
+
+def _experiment(ctx: click.Context, preset_name: str | None, params: dict[str, Any]) -> None:
     from cnnx.experiment import run_experiment
 
     if params["list_only"]:

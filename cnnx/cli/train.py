@@ -16,13 +16,14 @@ import click
 from cnnx import runs
 from cnnx.backends import device as resolve_device
 from cnnx.cli.options import check_optimizer_flags, optimizer_options
-from cnnx.errors import CnnxError, ConfigError
-from cnnx.runs import CONFIG, LAST, RunSpec
+from cnnx.errors import ConfigError
+from cnnx.runs import RunSpec
 from cnnx.runs.signals import EXIT_TERMINATED, RunInterrupted, Terminated, terminate_raises
+from cnnx.runs.spec import HYPERPARAMETER_ORDER
 from cnnx.train import EpochRecord
 from cnnx.utils.progress import Progress, Ticker, format_duration
 
-HYPER_FLAGS = ("lr", "momentum", "rho", "beta1", "beta2", "eps", "weight_decay")
+HYPER_FLAGS = HYPERPARAMETER_ORDER  # one flag per optimizer hyperparameter
 
 # Spec fields and the flags that set them (for messages that name the flag).
 FIELD_FLAGS = {
@@ -285,9 +286,17 @@ class Reporter:
 @click.option(
     "--output-dir",
     type=click.Path(path_type=Path, file_okay=False),
-    help="Write config.json, metrics.jsonl, last.npz (final weights) and best.npz here.",
+    help="Write config.json, metrics.jsonl, last.npz (final weights) and best.npz (best "
+    "validation accuracy, ties to the lower validation loss) here. Ctrl-C or SIGTERM saves "
+    "the last finished epoch as last.npz, for --resume.",
 )
-@click.option("--overwrite", is_flag=True, help="Allow --output-dir to replace an existing run.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Let --output-dir replace the run already there (its config.json, metrics.jsonl, "
+    "last.npz, best.npz; other files stay). The old run is kept aside until the new one has "
+    "finished its first epoch and saved it, and restored if it fails before.",
+)
 @click.option(
     "--save-every",
     type=click.IntRange(min=1),
@@ -369,11 +378,7 @@ def _train(ctx: click.Context, params: dict[str, Any]) -> None:
         if config_file is not None:
             raise click.UsageError("--resume continues the run saved there; drop --config")
         dev = resolve_device(params["device_spec"])  # fails early, before any data is read
-        if not (resume_dir / CONFIG).is_file() or not (resume_dir / LAST).is_file():
-            raise CnnxError(f"--resume {resume_dir}: no {CONFIG} and {LAST} there to resume from")
-        saved = RunSpec.from_dict(
-            runs.read_config_file(resume_dir / CONFIG), source=str(resume_dir / CONFIG)
-        )
+        saved = runs.saved_spec(resume_dir)
         spec = resume_spec(ctx, params, saved).replace(device=dev.spec)
         run_dir: Path | None = resume_dir
     else:

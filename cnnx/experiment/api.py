@@ -149,11 +149,11 @@ def run_experiment(
         in_process: run in this process, one run after another, instead of in
             workers (for debugging and profiling; BLAS threading as configured here,
             which for these small networks is usually slower).
-        executor: run the runs on this ``concurrent.futures.Executor`` instead of
-            ``jobs`` worker processes: a Dask cluster's (``Client.get_executor()``, or
-            :func:`cnnx.experiment.cluster.connect`), or any other. Results come back
-            here and only this process writes files, so workers need no shared disk.
-            The executor is not shut down.
+        executor: run on this :class:`concurrent.futures.Executor` (e.g. a Dask
+            ``Client.get_executor()``, or :func:`cnnx.experiment.cluster.connect`)
+            instead of ``jobs`` local worker processes. Results come back here and only
+            this process writes files, so workers need no shared disk. The executor is
+            not shut down.
 
     Returns:
         An :class:`ExperimentResult`.
@@ -179,10 +179,35 @@ def run_experiment(
         check_config(config)
 
     directory = None
-    done: list[RunResult] = []
-    pending = experiment.runs()
     if output_dir is not None:
         directory = ExperimentDirectory.prepare(output_dir, resume=resume, overwrite=overwrite)
+    try:
+        return _run(
+            experiment, directory, resume=resume, jobs=jobs, device=dev.spec, plots=plots,
+            quiet=quiet, say=say, in_process=in_process, executor=executor, start=start,
+        )  # fmt: skip
+    finally:
+        if directory is not None:
+            directory.close()
+
+
+def _run(
+    experiment: Experiment,
+    directory: ExperimentDirectory | None,
+    *,
+    resume: bool,
+    jobs: int,
+    device: str,
+    plots: bool,
+    quiet: bool,
+    say: Callable[[str], None],
+    in_process: bool,
+    executor: Executor | None,
+    start: float,
+) -> ExperimentResult:
+    done: list[RunResult] = []
+    pending = experiment.runs()
+    if directory is not None:
         if resume:
             pending = []
             for config, seed in experiment.runs():
@@ -199,11 +224,11 @@ def run_experiment(
                 )
             if not quiet:
                 say(f"resuming: {len(done)} of {len(done) + len(pending)} runs already finished")
-        directory.write_experiment(experiment, dev.spec)
+        directory.write_experiment(experiment, device)
 
     total = len(done) + len(pending)
     workers = jobs if executor is None else _worker_count(executor)
-    summary_args = {"device": dev.spec, "jobs": None if in_process else workers}
+    summary_args = {"device": device, "jobs": None if in_process else workers}
 
     def on_result(result: RunResult) -> None:
         done.append(result)
@@ -219,7 +244,7 @@ def run_experiment(
     files: list[Path] = []
     try:
         run_many(
-            pending, jobs=jobs, device=dev.spec, on_result=on_result, in_process=in_process,
+            pending, jobs=jobs, device=device, on_result=on_result, in_process=in_process,
             executor=executor,
         )  # fmt: skip
     except BaseException:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -249,14 +251,51 @@ def run_many(
 
     context = multiprocessing.get_context("spawn")
     with single_threaded_blas():
-        pool = ProcessPoolExecutor(max_workers=min(jobs, len(runs)), mp_context=context)
+        pool = ProcessPoolExecutor(
+            max_workers=min(jobs, len(runs)), mp_context=context,
+            initializer=watch_parent, initargs=(os.getpid(),),
+        )  # fmt: skip
         try:
             _collect(pool, runs, device, accept)
         except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
+            stop_workers(pool)
             raise
         pool.shutdown()
     return [results[i] for i in range(len(runs))]
+
+
+def watch_parent(parent_pid: int, interval: float = 0.5) -> None:
+    """Worker initializer: exit as soon as the parent process is gone.
+
+    A worker whose parent was killed (SIGKILL, a crash) would otherwise finish its run
+    and linger; it checks every ``interval`` seconds whether it has been re-parented,
+    from a daemon thread, and then exits at once (the run's result has nowhere to go).
+    """
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="cnnx-parent-watch", daemon=True).start()
+
+
+def stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel what is pending and end running workers now (Ctrl-C, SIGTERM, an error).
+
+    ``shutdown(cancel_futures=True)`` alone lets a running run finish first, which for
+    a long run means the workers (and multiprocessing's resource tracker, which lives as
+    long as they do) outlive the command that started them.
+    """
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.terminate()
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.join(timeout=5)
 
 
 def _collect(

@@ -21,7 +21,7 @@ from cnnx.errors import CnnxError
 from cnnx.experiment.grid import Experiment, RunConfig
 from cnnx.experiment.runner import RunResult
 from cnnx.utils.atomic import atomic_write_text
-from cnnx.utils.output_dir import claim_output_dir
+from cnnx.utils.output_dir import DirectoryLock, check_output_dir
 
 RUNS_DIR = "runs"
 EXPERIMENT_FILE = "experiment.json"
@@ -48,6 +48,7 @@ class ExperimentDirectory:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.runs_dir = self.path / RUNS_DIR
+        self.lock = DirectoryLock(self.path, "experiment directory")
 
     @classmethod
     def prepare(cls, path: str | Path, *, resume: bool, overwrite: bool) -> ExperimentDirectory:
@@ -56,23 +57,32 @@ class ExperimentDirectory:
         A missing or empty directory is created/used. A non-empty one is refused
         unless ``resume`` (keep its finished runs and skip them) or ``overwrite``
         (delete the files an experiment writes - run files and reports - and start
-        again; other files are left alone).
+        again; other files are left alone). The directory is locked until
+        :meth:`close` (or the process ends): a second process is refused.
 
         Raises:
             OutputExistsError: the directory holds files and neither flag is set, or
                 the path is a file.
+            RunLockedError: another process uses the directory.
             ValueError: both flags are set.
         """
         if resume and overwrite:
             raise ValueError("--resume keeps finished runs and --overwrite deletes them; pick one")
-        path = claim_output_dir(
-            path,
-            reuse=resume or overwrite,
-            how_to_reuse="pass --resume to continue the experiment there, or --overwrite to "
-            "replace its results",
+        path = Path(path)
+        how = (
+            "pass --resume to continue the experiment there, or --overwrite to replace its results"
         )
+        check_output_dir(path, reuse=resume or overwrite, how_to_reuse=how)
+        path.mkdir(parents=True, exist_ok=True)
         directory = cls(path)
-        directory.runs_dir.mkdir(parents=True, exist_ok=True)
+        directory.lock.acquire()
+        try:
+            # Again, now that no other process can change it.
+            check_output_dir(path, reuse=resume or overwrite, how_to_reuse=how)
+            directory.runs_dir.mkdir(parents=True, exist_ok=True)
+        except BaseException:
+            directory.close()
+            raise
         if overwrite:
             for name in REPORT_FILES:
                 (path / name).unlink(missing_ok=True)
@@ -80,6 +90,10 @@ class ExperimentDirectory:
                 if _RUN_FILE.match(run_file.name):
                     run_file.unlink()
         return directory
+
+    def close(self) -> None:
+        """Release the directory's lock."""
+        self.lock.release()
 
     def run_path(self, config: RunConfig, seed: int) -> Path:
         return self.runs_dir / run_file_name(config, seed)

@@ -27,7 +27,15 @@ from cnnx.runs.data import (
     load_test,
     register_source,
 )
-from cnnx.runs.directory import BEST, CONFIG, LAST, METRICS, RunDirectory, read_config_file
+from cnnx.runs.directory import (
+    BEST,
+    CONFIG,
+    LAST,
+    METRICS,
+    RunDirectory,
+    read_config_file,
+    saved_spec,
+)
 from cnnx.runs.execute import DIVERGED, OK, RunOutcome, RunStart, build, check_fits, execute
 from cnnx.runs.spec import RunSpec, defaults, optimizer_hyperparameters
 
@@ -57,4 +65,5 @@ __all__ = [
     "optimizer_hyperparameters",
     "read_config_file",
     "register_source",
+    "saved_spec",
 ]

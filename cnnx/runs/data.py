@@ -70,6 +70,8 @@ class DataSource:
             there is no test split.
         defaults: ``runs.defaults(name)``'s fields: model, optimizer, hyperparameters,
             epochs, batch_size.
+        seeded: whether ``load`` uses the seed (then its result is cached per seed;
+            otherwise once for all seeds of a process).
     """
 
     name: str
@@ -79,6 +81,7 @@ class DataSource:
     load_test: Callable[[Mapping[str, Any]], Arrays] | None = None
     default_val_fraction: float = 0.2
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    seeded: bool = False
 
     @property
     def all_options(self) -> tuple[str, ...]:
@@ -159,7 +162,8 @@ def load_source(name: str, options: Mapping[str, Any], seed: int = 0) -> SourceD
     source = get_source(name)
     loader_options = {k: v for k, v in options.items() if k not in COMMON_OPTIONS}
     key = json.dumps(loader_options, sort_keys=True)
-    return _load_cached(name, key, int(seed), _stamp(source, loader_options))
+    seed = int(seed) if source.seeded else 0
+    return _load_cached(name, key, seed, _stamp(source, loader_options))
 
 
 def load_data(spec: RunSpec) -> RunData:

@@ -344,3 +344,25 @@ def _parse_metrics_line(path: Path, number: int, line: str) -> dict[str, Any]:
     if (row.get("val_loss") is None) != (row.get("val_accuracy") is None):
         raise ConfigError(f"{where}: fields 'val_loss' and 'val_accuracy' must both be set or null")
     return row
+
+
+def saved_spec(path: str | Path) -> Any:
+    """The spec of the run saved in ``path``, to resume it.
+
+    A run that a killed ``--overwrite`` had moved aside is put back first (under the
+    directory's lock).
+
+    Raises:
+        CnnxError: no config.json and last.npz there.
+        ConfigError: config.json is damaged (naming it and the field).
+        RunLockedError: another process uses the directory.
+    """
+    from cnnx.runs.spec import RunSpec
+
+    folder = RunDirectory.open_existing(Path(path))
+    try:
+        if not (folder.path / CONFIG).is_file() or not (folder.path / LAST).is_file():
+            raise CnnxError(f"{folder.path}: no {CONFIG} and {LAST} there to resume from")
+        return RunSpec.from_dict(folder.read_config(), source=str(folder.path / CONFIG))
+    finally:
+        folder.close()

@@ -336,6 +336,10 @@ def execute(
             snapshot.restore(model, optimizer, rng)
             save(LAST)
             saved = folder.path / LAST
+            # The signal may have come after an epoch's metrics line and before its
+            # snapshot: keep metrics.jsonl to the epochs last.npz holds.
+            folder.close_metrics()
+            folder.truncate_metrics(snapshot.epoch)
         elif folder is not None and not committed:
             folder.abandon()
         elif folder is not None and (folder.path / LAST).exists():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import json
 import math
 import numbers
 from collections.abc import Mapping
@@ -230,6 +231,9 @@ class RunSpec:
             ) from None
         for name, value in checked.items():
             object.__setattr__(self, name, value)
+
+    def __hash__(self) -> int:  # the mappings are dicts; hash their canonical JSON
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
 
     def to_dict(self) -> dict[str, Any]:
         """Every field as plain JSON-ready values, in declaration order."""

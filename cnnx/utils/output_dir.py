@@ -76,9 +76,11 @@ class DirectoryLock:
         return self._fd is not None
 
     def acquire(self) -> DirectoryLock:
-        import fcntl
-
         if self._fd is not None:
+            return self
+        try:
+            import fcntl
+        except ImportError:  # not POSIX (Windows): no OS lock to take
             return self
         path = self.directory / LOCK_FILE
         fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
