@@ -70,3 +70,18 @@ def test_leaving_on_an_error_cancels_what_has_not_run():
         time.sleep(0.05)
     cancelled = sum(f.cancelled() for f in futures)
     assert cancelled >= 15, f"only {cancelled} of 20 pending calls were cancelled"
+
+
+@pytest.mark.parametrize("command", ["experiment", "tune"])
+def test_cli_flag_errors_before_any_cluster_starts(command):
+    from click.testing import CliRunner
+
+    from cnnx.cli.main import main
+
+    extra = ["--param", "lr=uniform:0.1:0.2"] if command == "tune" else []
+    runner = CliRunner()
+    result = runner.invoke(main, [command, *extra, "--dask", "local:2", "--jobs", "2"])
+    assert result.exit_code == 2 and "with --dask, drop it" in result.output
+    result = runner.invoke(main, [command, *extra, "--dask", "somewhere"])
+    assert result.exit_code == 1
+    assert result.output.startswith("error: --dask 'somewhere': expected local:N")
