@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import click
 from cnnx import runs
 from cnnx.cli.data_flags import file_data_options, file_flags_given, file_options, is_workbook
 from cnnx.cli.options import OPTIMIZER_FLAGS
+from cnnx.experiment.cluster import ClusterSpec, connect
 from cnnx.experiment.grid import (
     DATASET_OPTIONS,
     PRESETS,
@@ -293,6 +295,17 @@ def _float_flag(name: str, text: str) -> Any:
     help="Worker processes; results are the same for any number.",
 )
 @click.option(
+    "--dask",
+    metavar="local:N|tcp://HOST:PORT",
+    help="Run on a Dask cluster: local:N starts N worker processes here; tcp://HOST:8786 "
+    "uses a running `dask scheduler` (docs/cluster.md). Needs the cluster extra.",
+)
+@click.option(
+    "--dask-scheduler-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Run on the Dask cluster whose scheduler wrote this file (--scheduler-file).",
+)
+@click.option(
     "--device",
     "device_spec",
     default="cpu",
@@ -332,6 +345,8 @@ def experiment(ctx: click.Context, preset_name: str | None, **params: Any) -> No
       cnnx experiment --model simple --model enhanced --optimizer adam \\
           --lr 0.01 --lr 0.001 --seeds 0-4 --epochs 100 --output-dir mine
       cnnx experiment --resume --output-dir mine      # finish an interrupted one
+      cnnx experiment toy-lr --output-dir out-lr --dask local:4
+      cnnx experiment toy-lr --output-dir out-lr --dask tcp://10.0.0.5:8786
     """
     with terminate_raises():
         try:
@@ -366,18 +381,27 @@ def _experiment(ctx: click.Context, preset_name: str | None, params: dict[str, A
         spec = saved_experiment(output_dir)
     else:
         spec = Experiment("custom", tuple(custom_grid(params)), seeds or tuple(range(10)))
-    result = run_experiment(
-        spec,
-        output_dir,
-        seeds=seeds,
-        jobs=params["jobs"],
-        device=params["device_spec"],
-        resume=params["resume"],
-        overwrite=params["overwrite"],
-        plots=not params["no_plots"],
-        quiet=params["quiet"],
-        log=lambda line: click.echo(line, err=True),
-    )
+    say = lambda line: click.echo(line, err=True)  # noqa: E731
+    cluster = ClusterSpec.parse(params["dask"], params["dask_scheduler_file"])
+    if cluster is not None and _given(ctx, "jobs"):
+        raise click.UsageError("--jobs runs worker processes here; with --dask, drop it")
+    executor = None
+    if cluster is not None:
+        executor = connect(cluster, device=params["device_spec"], log=say)
+    with executor if executor is not None else contextlib.nullcontext():
+        result = run_experiment(
+            spec,
+            output_dir,
+            seeds=seeds,
+            jobs=params["jobs"],
+            device=params["device_spec"],
+            resume=params["resume"],
+            overwrite=params["overwrite"],
+            plots=not params["no_plots"],
+            quiet=params["quiet"],
+            log=say,
+            executor=executor,
+        )
     click.echo(result.summary, nl=False)
     if result.files:
         written = ", ".join(p.name for p in result.files)

@@ -21,6 +21,7 @@ from cnnx.cli.inspect import inspect_command
 from cnnx.cli.show import show
 from cnnx.cli.summary import summary
 from cnnx.cli.train import train
+from cnnx.cli.tune import tune
 from cnnx.errors import CnnxError
 
 
@@ -66,6 +67,7 @@ def main() -> None:
 
 main.add_command(train)
 main.add_command(experiment)
+main.add_command(tune)
 main.add_command(evaluate)
 main.add_command(predict)
 main.add_command(summary)

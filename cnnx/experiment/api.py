@@ -151,7 +151,10 @@ def run_experiment(
             workers (for debugging and profiling; BLAS threading as configured here,
             which for these small networks is usually slower).
         executor: run on this :class:`concurrent.futures.Executor` (e.g. a Dask
-            ``Client.get_executor()``) instead of ``jobs`` local worker processes.
+            ``Client.get_executor()``, or :func:`cnnx.experiment.cluster.connect`)
+            instead of ``jobs`` local worker processes. Results come back here and only
+            this process writes files, so workers need no shared disk. The executor is
+            not shut down.
 
     Returns:
         An :class:`ExperimentResult`.
@@ -168,6 +171,8 @@ def run_experiment(
     experiment = as_experiment(spec, seeds)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    if in_process and executor is not None:
+        raise ValueError("in_process runs here; it cannot be combined with an executor")
     if output_dir is None and (resume or overwrite):
         raise ValueError("resume and overwrite need an output directory")
     dev = resolve_device(device)
@@ -223,7 +228,8 @@ def _run(
         directory.write_experiment(experiment, device)
 
     total = len(done) + len(pending)
-    summary_args = {"device": device, "jobs": None if in_process else jobs}
+    workers = jobs if executor is None else _worker_count(executor)
+    summary_args = {"device": device, "jobs": None if in_process else workers}
 
     def on_result(result: RunResult) -> None:
         done.append(result)
@@ -284,6 +290,12 @@ def _finish(
             experiment, done, directory.path / LOSS_PNG, directory.path / ACCURACY_PNG, say
         )
     return text, files
+
+
+def _worker_count(executor: Executor) -> int | None:
+    """Workers of a Dask executor (``worker_count()``), None for other executors."""
+    count = getattr(executor, "worker_count", None)
+    return int(count()) if callable(count) else None
 
 
 def _describe(result: RunResult) -> str:

@@ -165,9 +165,12 @@ def result_of(config: RunConfig, outcome: RunOutcome) -> RunResult:
     return RunResult(all_accuracy=round(correct) / (n_train + n_val), **common)
 
 
-def _execute_dict(config: dict[str, Any], seed: int, device: str) -> dict[str, Any]:
-    """Worker entry point: plain dicts in and out, so only data crosses processes."""
-    return execute(RunConfig.from_dict(config), seed, device).to_dict()
+def _execute_dict(
+    config: dict[str, Any], seed: int, device: str, data: RunData | None = None
+) -> dict[str, Any]:
+    """Worker entry point: plain dicts in and out, so only data crosses processes
+    (and, for a cluster worker without the data files, the run's arrays)."""
+    return execute(RunConfig.from_dict(config), seed, device, data=data).to_dict()
 
 
 # --- many runs -------------------------------------------------------------------------
@@ -301,11 +304,20 @@ def _collect(
     device: str,
     accept: Callable[[int, RunResult], None],
 ) -> None:
-    """Submit every run to ``executor`` and accept each result as it arrives."""
-    pending: dict[Future[dict[str, Any]], int] = {
-        executor.submit(_execute_dict, config.to_dict(), seed, device): index
-        for index, (config, seed) in enumerate(runs)
-    }
+    """Submit every run to ``executor`` and accept each result as it arrives.
+
+    On a Dask cluster whose workers cannot read the runs' data files, each run's
+    arrays are loaded here and sent along (:func:`cnnx.experiment.cluster.data_sender`).
+    """
+    from cnnx.experiment.cluster import data_sender
+
+    send = data_sender(executor, [config.spec(seed, device) for config, seed in runs])
+    pending: dict[Future[dict[str, Any]], int] = {}
+    for index, (config, seed) in enumerate(runs):
+        args: tuple[Any, ...] = (config.to_dict(), seed, device)
+        if send is not None:
+            args += (send(config.spec(seed, device)),)
+        pending[executor.submit(_execute_dict, *args)] = index
     try:
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)

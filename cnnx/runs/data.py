@@ -279,13 +279,27 @@ def _patterns(options: Mapping[str, Any], seed: int) -> SourceData:
 def _mnist(options: Mapping[str, Any], seed: int) -> SourceData:
     from cnnx import datasets
 
-    X, y = datasets.load_mnist("train", root=options.get("root"))
-    return SourceData(X, y, "MNIST train", [str(d) for d in range(10)], unit="images")
+    # split "test" trains on (part of) the 10,000 test images: for a quick search where
+    # only the test files are at hand; validation is then a val_fraction of them.
+    split = options.get("split", "train")
+    if split not in ("train", "test"):
+        raise ConfigError(
+            f"dataset_options.split must be 'train' or 'test', got {split!r}",
+            field="dataset_options.split",
+        )
+    X, y = datasets.load_mnist(split, root=options.get("root"))
+    return SourceData(X, y, f"MNIST {split}", [str(d) for d in range(10)], unit="images")
 
 
 def _mnist_test(options: Mapping[str, Any]) -> Arrays:
     from cnnx import datasets
 
+    if options.get("split") == "test":
+        raise ConfigError(
+            "dataset_options.split 'test' trains on MNIST's test images, so they cannot also "
+            "validate the run; give val_fraction to hold out a share of them",
+            field="val_fraction",
+        )
     return datasets.load_mnist("test", root=options.get("root"))
 
 
@@ -299,7 +313,8 @@ register_source(
 )  # fmt: skip
 register_source(
     DataSource(
-        "mnist", _mnist, options=("root",), path_options=("root",), load_test=_mnist_test,
+        "mnist", _mnist, options=("root", "split"), path_options=("root",),
+        load_test=_mnist_test,
         defaults={"model": "mnist_cnn", "optimizer": "adam", "hyperparameters": {"lr": 0.001},
                   "epochs": 3, "batch_size": 64},
     )
