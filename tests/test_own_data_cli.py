@@ -210,3 +210,13 @@ def test_predict_image_files_read_like_an_own_data_run(tmp_path):
     assert predicted.exit_code == 0, predicted.output
     (row,) = json.loads(predicted.output)
     assert row["file"] == str(photo) and row["predicted"] == "light"
+
+
+def test_tune_searches_on_own_data(digits, tmp_path):
+    result = run(
+        "tune", "--data", digits["npz"], "--param", "lr=loguniform:1e-3:1e-1", "--trials", 1,
+        "--epochs", 1, "--output-dir", tmp_path / "t", "--no-plots", "-q",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    best = json.loads((tmp_path / "t" / "best.json").read_text())
+    assert best["dataset"] == "files" and best["model"] == "convnet"

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from cnnx import runs
-from cnnx.cli.train import explicit, spec_from_flags
+from cnnx.cli.train import chosen_dataset, explicit, spec_from_flags
 from cnnx.cli.train import train as train_command
 from cnnx.experiment.cluster import ClusterSpec, connect
 from cnnx.experiment.grid import parse_seeds
@@ -46,7 +46,8 @@ def _base_spec(ctx: click.Context, params: dict[str, Any], preset: Any) -> runs.
         base = runs.defaults(preset.base["dataset"]).replace(**preset.base)
         device = params["device_spec"]
     else:
-        base = runs.defaults(params["dataset"])
+        # --data with an image folder, .csv, .npz or .npy starts from the files defaults.
+        base = runs.defaults(chosen_dataset(ctx, params) or params["dataset"])
         device = params["device_spec"]
     if preset is not None and not explicit(ctx, "dataset"):
         params = {**params, "dataset": base.dataset}
