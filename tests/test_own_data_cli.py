@@ -220,3 +220,18 @@ def test_tune_searches_on_own_data(digits, tmp_path):
     assert result.exit_code == 0, result.output
     best = json.loads((tmp_path / "t" / "best.json").read_text())
     assert best["dataset"] == "files" and best["model"] == "convnet"
+
+
+def test_inspect_reads_own_files_with_the_stored_normalisation(digits, tmp_path):
+    out = tmp_path / "run"
+    trained = run(
+        "train", "--data", digits["npz"], "--normalize", "--lr", "0.01", "--epochs", 2,
+        "--output-dir", out, "-q",
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    from_csv = run("inspect", out / "last.npz", digits["csv"])
+    from_npz = run("inspect", out / "last.npz", digits["npz"])
+    assert from_csv.exit_code == 0 and from_npz.exit_code == 0, from_csv.output + from_npz.output
+    accuracy = re.compile(r"1797 samples, loss ([0-9.]+), accuracy ([0-9.]+)")
+    assert accuracy.search(from_csv.output).groups() == accuracy.search(from_npz.output).groups()
+    assert float(accuracy.search(from_npz.output).group(2)) >= 0.9

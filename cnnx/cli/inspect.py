@@ -117,7 +117,16 @@ def open_for_inspection(
         if len(stored_names) == classes:
             names = stored_names
     else:
-        X, y = _read_input(input_path)
+        from cnnx.cli.data_flags import is_own_data, load_own_inputs
+
+        run_dataset = (checkpoint.extra.get("config") or {}).get("dataset")
+        own = run_dataset == "files" or input_path.is_dir() or input_path.suffix == ".csv"
+        if own and is_own_data(input_path, run_dataset):
+            # An image folder or CSV, or a file for a model trained on own files: read as
+            # that run read its data, its stored normalisation included.
+            X, y, _, _, _ = load_own_inputs(input_path, checkpoint.extra, {}, require_labels=False)
+        else:
+            X, y = _read_input(input_path)
         description = f"{input_path} ({len(X)} samples)"
         if labels_path is not None:
             y = _read_labels(labels_path)
