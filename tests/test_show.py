@@ -96,3 +96,15 @@ def test_curves_reports_a_missing_or_broken_metrics_file(tmp_path):
     (tmp_path / "metrics.jsonl").write_text(good + "\nnot json\n")
     result = run("show", "curves", tmp_path, "-o", tmp_path / "c.png")
     assert result.exit_code == 1 and "line 2: not valid JSON" in result.output
+
+
+def test_output_into_a_missing_directory_is_one_line_naming_it(trained, tmp_path):
+    # QA: the message named the hidden temporary file ('.c.png.tmp-18ffb1b2') and
+    # began with "[Errno 2]"; it should name the -o path and the missing directory.
+    out = tmp_path / "missing" / "c.png"
+    result = run("show", "curves", trained, "-o", out)
+    assert result.exit_code == 1
+    assert result.output.strip().count("\n") == 0
+    assert result.output.startswith(f"error: {out}: ")
+    assert "does not exist" in result.output and ".tmp-" not in result.output
+    assert "Errno" not in result.output

@@ -33,6 +33,9 @@ class CnnxGroup(click.Group):
             return super().invoke(ctx)
         except (CnnxError, ValueError, OSError) as exc:
             message = str(exc) or type(exc).__name__
+            if isinstance(exc, OSError) and exc.strerror and exc.filename:
+                # "FILE: reason" rather than "[Errno 2] reason: 'FILE'".
+                message = f"{exc.filename}: {exc.strerror}"
             if isinstance(exc, KeyError) and exc.args:
                 message = str(exc.args[0])
             # One line, as promised: multi-line messages (MNIST mirrors) are joined.
