@@ -108,3 +108,23 @@ def test_output_into_a_missing_directory_is_one_line_naming_it(trained, tmp_path
     assert result.output.startswith(f"error: {out}: ")
     assert "does not exist" in result.output and ".tmp-" not in result.output
     assert "Errno" not in result.output
+
+
+def test_confusion_says_which_data_it_counts(trained, tmp_path, monkeypatch):
+    # QA: confusion.png had no title and the command printed only "wrote ...", so a
+    # saved picture did not say which checkpoint or data (split) it counted.
+    from cnnx.inspect import plots
+
+    titles = []
+    real_save = plots.save
+
+    def save(fig, path, **kwargs):
+        titles.extend(ax.get_title() for ax in fig.axes)
+        return real_save(fig, path, **kwargs)
+
+    monkeypatch.setattr(plots, "save", save)
+    result = run(*commands(trained, tmp_path)["confusion"])
+    assert result.exit_code == 0, result.output
+    line = "64 of 96 samples right (the bundled 6×6 digits (96 samples), all split)"
+    assert line in result.output  # E-Adam seed 0 is right on 2/3 of all 96
+    assert titles == [f"last.npz: {line}"]

@@ -220,11 +220,18 @@ def plot_errors(
     return save(fig, path), len(wrong)
 
 
-def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: str | Path) -> Path:
-    """The confusion matrix with counts (rows: true class, columns: predicted)."""
+def plot_confusion(
+    matrix: np.ndarray, class_names: Sequence[str], path: str | Path, title: str | None = None
+) -> Path:
+    """The confusion matrix with counts (rows: true class, columns: predicted).
+
+    ``title`` (what model, on which data) is drawn above it.
+    """
     n = len(class_names)
-    fig = figure(figsize=(1.4 + 0.55 * n, 1.0 + 0.55 * n))
+    fig = figure(figsize=(max(3.2, 1.4 + 0.55 * n), 1.0 + 0.55 * n + (0.4 if title else 0)))
     ax = fig.add_subplot(1, 1, 1)
+    if title:
+        ax.set_title(title, fontsize=8, wrap=True)
     ax.imshow(matrix, cmap="Blues")
     ax.set_xticks(range(n), class_names)
     ax.set_yticks(range(n), class_names)
