@@ -56,14 +56,32 @@ def _read_input(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     if path.name.lower().endswith(".npz"):
         if not path.is_file():
             raise DatasetError(f"{path}: no such file")
-        with np.load(path, allow_pickle=False) as archive:
-            if "X" not in archive:
-                raise DatasetError(f"{path}: expected arrays 'X' (and optionally 'y') inside")
-            X = archive["X"]
-            y = archive["y"].astype(np.int64) if "y" in archive else None
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                if "X" not in archive:
+                    raise DatasetError(f"{path}: expected arrays 'X' (and optionally 'y') inside")
+                X = archive["X"]
+                y = archive["y"] if "y" in archive else None
+        except DatasetError:
+            raise
+        except Exception as exc:  # not a zip (numpy then suspects a pickle), object arrays
+            raise DatasetError(
+                f"{path}: not a readable .npz archive of numeric arrays 'X' and 'y' "
+                f"({type(exc).__name__})"
+            ) from None
+        if X.dtype.kind not in "uif" or X.ndim < 2:
+            raise DatasetError(
+                f"{path}: 'X' must be a numeric array of samples (N, C, H, W), got shape "
+                f"{X.shape} dtype {X.dtype}"
+            )
+        if y is not None and (y.dtype.kind not in "iu" or y.shape != (len(X),)):
+            raise DatasetError(
+                f"{path}: 'y' must be {len(X)} integer labels, one per sample of 'X'; got "
+                f"shape {y.shape} dtype {y.dtype}"
+            )
         if X.dtype == np.uint8:
             X = X / np.float32(255)
-        return X.astype(np.float32), y
+        return X.astype(np.float32), None if y is None else y.astype(np.int64)
     return load_inputs(path)
 
 
@@ -135,7 +153,11 @@ def open_for_inspection(
             f"{getattr(model, 'name', 'the model')} expects {expected}"
         )
     if y is not None and len(y) and int(y.max()) >= classes:
-        raise DatasetError(f"label {int(y.max())} is out of range for {classes} classes")
+        source = labels_path or input_path or "the stored run"
+        raise DatasetError(
+            f"{source}: label {int(y.max())} is out of range for {classes} classes "
+            f"(0 to {classes - 1})"
+        )
     return Inspection(checkpoint, model, X, y, [str(n) for n in names], description)
 
 

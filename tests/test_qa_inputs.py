@@ -1,0 +1,52 @@
+"""Bad INPUT files of `cnnx inspect/show/explain`: one line naming the file (found in QA)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cnnx import models
+from cnnx.cli import main
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("qa") / "simple.npz"
+    models.get("simple_cnn", seed=0).save(path, dataset="digits6x6")
+    return path
+
+
+def _write(path, kind):
+    X = np.zeros((3, 1, 6, 6), np.float32)
+    if kind == "garbage":
+        path.write_bytes(b"garbage, not a zip archive\n")
+    elif kind == "object":
+        np.savez(path, X=np.array([{"a": 1}], dtype=object))
+    elif kind == "y-length":
+        np.savez(path, X=X, y=np.array([0, 1]))
+    elif kind == "y-range":
+        np.savez(path, X=X, y=np.array([0, 1, 7]))
+    elif kind == "y-float":
+        np.savez(path, X=X, y=np.array([0.5, 1.0, 2.0]))
+    elif kind == "X-text":
+        np.savez(path, X=np.array(["a", "b"]))
+
+
+@pytest.mark.parametrize("kind", ["garbage", "object", "y-length", "y-range", "y-float", "X-text"])
+@pytest.mark.parametrize("command", ["inspect", "show confusion"])
+def test_bad_npz_input_is_one_line_naming_the_file(checkpoint, tmp_path, kind, command):
+    # Before: 'This file contains pickled (object) data ... allow_pickle=', 'Object arrays
+    # cannot be loaded', 'label 7 is out of range for 3 classes', 'confusion_matrix:
+    # y_true (2,) and y_pred (3,) ...': none named the file, two blamed pickling.
+    data = tmp_path / f"{kind}.npz"
+    _write(data, kind)
+    if command == "inspect":
+        args = ["inspect", str(checkpoint), str(data)]
+    else:
+        args = ["show", "confusion", str(checkpoint), str(data), "-o", str(tmp_path / "c.png")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(f"error: {data}")
+    assert result.output.strip().count("\n") == 0
+    assert "pickle" not in result.output and "confusion_matrix" not in result.output
