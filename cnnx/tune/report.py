@@ -23,6 +23,8 @@ from cnnx.utils.output_dir import claim_output_dir
 TRIALS_CSV = "trials.csv"
 BEST_JSON = "best.json"
 SUMMARY_MD = "summary.md"
+# The y axis (history) and x axis (importances) of the figures: what a trial value is.
+OBJECTIVE_NAME = "mean validation accuracy"
 HISTORY_PNG = "optimization_history.png"
 IMPORTANCE_PNG = "param_importances.png"
 STUDY_DB = "study.db"
@@ -239,7 +241,7 @@ def write_plots(directory: Path, study: Any, log: Callable[[str], None]) -> list
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             try:
-                ax = draw(study)
+                ax = draw(study, target_name=OBJECTIVE_NAME)
             except (ValueError, RuntimeError) as exc:
                 log(f"note: {name} skipped: {exc}")
                 continue
