@@ -50,3 +50,18 @@ def test_bad_npz_input_is_one_line_naming_the_file(checkpoint, tmp_path, kind, c
     assert result.output.startswith(f"error: {data}")
     assert result.output.strip().count("\n") == 0
     assert "pickle" not in result.output and "confusion_matrix" not in result.output
+
+
+def test_a_run_directory_given_as_checkpoint_names_the_file_inside(tmp_path):
+    # QA: `cnnx evaluate runs/a` said "runs/a: no such checkpoint file", untrue for a
+    # directory that exists; it should point at the checkpoint files a run holds.
+    run_dir = tmp_path / "a"
+    result = CliRunner().invoke(main, ["train", "--epochs", "2", "--output-dir", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    for command in (["evaluate"], ["inspect"], ["summary"]):
+        result = CliRunner().invoke(main, [*command, str(run_dir)])
+        assert result.exit_code == 1, result.output
+        assert result.output.strip() == (
+            f"error: {run_dir} is a directory; give a checkpoint file in it, "
+            f"e.g. {run_dir / 'last.npz'} or {run_dir / 'best.npz'}"
+        )
