@@ -65,3 +65,25 @@ def test_a_run_directory_given_as_checkpoint_names_the_file_inside(tmp_path):
             f"error: {run_dir} is a directory; give a checkpoint file in it, "
             f"e.g. {run_dir / 'last.npz'} or {run_dir / 'best.npz'}"
         )
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I", "F"])
+def test_sixteen_bit_and_float_grey_images_are_read_like_8_bit_ones(tmp_path, mode):
+    # QA: a 16-bit greyscale PNG (scanners, lab cameras) became a white square after
+    # Pillow's convert("L") clipped every value above 255, and was silently classified.
+    from PIL import Image
+
+    from cnnx.inspect.images import read_grey
+
+    rng = np.random.default_rng(0)
+    grey8 = rng.integers(0, 256, size=(20, 24)).astype(np.uint8)
+    Image.fromarray(grey8).save(tmp_path / "eight.png")
+    scale = {"I;16": 257, "I": 257, "F": 1}[mode]
+    wide = grey8.astype(np.float32 if mode == "F" else np.int32) * scale
+    image = Image.fromarray(wide.astype(np.uint16) if mode == "I;16" else wide)
+    if mode == "I":
+        image = image.convert("I")
+    path = tmp_path / ("wide.png" if mode == "I;16" else "wide.tif")
+    image.save(path)
+    expected = read_grey(tmp_path / "eight.png")
+    np.testing.assert_allclose(read_grey(path), expected, atol=1 / 255)
