@@ -87,3 +87,12 @@ def test_sixteen_bit_and_float_grey_images_are_read_like_8_bit_ones(tmp_path, mo
     image.save(path)
     expected = read_grey(tmp_path / "eight.png")
     np.testing.assert_allclose(read_grey(path), expected, atol=1 / 255)
+
+
+def test_json_error_position_reads_once(tmp_path):
+    # QA: a config.json cut inside a string said "Invalid control character at at line 1".
+    (tmp_path / "c.json").write_text('{"broken\n', encoding="utf-8")
+    result = CliRunner().invoke(main, ["train", "--config", str(tmp_path / "c.json")])
+    assert result.exit_code == 1
+    assert "at at" not in result.output
+    assert "not valid JSON (Invalid control character at line 1, column" in result.output
