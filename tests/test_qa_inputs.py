@@ -96,3 +96,14 @@ def test_json_error_position_reads_once(tmp_path):
     assert result.exit_code == 1
     assert "at at" not in result.output
     assert "not valid JSON (Invalid control character at line 1, column" in result.output
+
+
+def test_a_preset_with_changed_epochs_says_so_in_its_summary(tmp_path):
+    # QA: `cnnx experiment toy-lr --epochs 5` wrote summary.md whose paragraph said
+    # "plain SGD, minibatch 8, 500 epochs" above a table of 5-epoch runs.
+    out = tmp_path / "out"
+    args = ["experiment", "toy-lr", "--seeds", "0", "--epochs", "2", "--output-dir", str(out)]
+    result = CliRunner().invoke(main, [*args, "-q"])
+    assert result.exit_code == 0, result.output
+    summary = (out / "summary.md").read_text(encoding="utf-8")
+    assert "Changed on the command line: epochs 2." in summary
