@@ -151,3 +151,16 @@ def test_plots_say_what_the_objective_is(tmp_path, monkeypatch):
     assert len(written) == 2
     assert "Objective Value" not in " ".join(labels)
     assert any("mean validation accuracy" in label for label in labels)
+
+
+def test_the_printed_retrain_command_runs_from_where_the_search_ran(tmp_path, monkeypatch):
+    # QA: `cnnx tune ... --output-dir search` printed "retrain it: `cnnx train --config
+    # best.json`", which fails from the directory the user is in (best.json is in search/).
+    monkeypatch.chdir(tmp_path)
+    args = ["tune", "--param", "lr=loguniform:1e-3:1e-1", "--epochs", "2", "--trials", "2",
+            "--output-dir", "search", "--no-plots", "-q"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "retrain it: `cnnx train --config search/best.json`" in result.output
+    retrain = CliRunner().invoke(main, ["train", "--config", "search/best.json", "-q"])
+    assert retrain.exit_code == 0, retrain.output
