@@ -128,3 +128,24 @@ def test_confusion_says_which_data_it_counts(trained, tmp_path, monkeypatch):
     line = "64 of 96 samples right (the bundled 6×6 digits (96 samples), all split)"
     assert line in result.output  # E-Adam seed 0 is right on 2/3 of all 96
     assert titles == [f"last.npz: {line}"]
+
+
+def _longest_blank_band(path: Path) -> int:
+    """The most consecutive all-white pixel rows in a PNG."""
+    with Image.open(path) as image:
+        grey = np.asarray(image.convert("L"))
+    blank = (grey >= 250).all(axis=1)
+    longest = run_length = 0
+    for row_is_blank in blank:
+        run_length = run_length + 1 if row_is_blank else 0
+        longest = max(longest, run_length)
+    return longest
+
+
+def test_maps_title_sits_on_the_maps(trained, tmp_path):
+    # QA: maps.png had a blank band of about an eighth of its height between the title
+    # and the first row (matplotlib's default top margin on a tall figure).
+    args = commands(trained, tmp_path)["maps"]
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    assert _longest_blank_band(Path(args[-1])) < 45

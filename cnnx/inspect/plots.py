@@ -116,8 +116,10 @@ def plot_maps(
     layer_of = dict(model.layers())
     cols = max((a.shape[0] if a.ndim == 3 else 1) for _, a in rows)
     cols = min(cols, 16)
-    fig = figure(figsize=(1.2 * cols + 2.2, 1.25 * len(rows) + 0.5))
-    grid = fig.add_gridspec(len(rows), cols)
+    height = 1.25 * len(rows) + 0.5
+    fig = figure(figsize=(1.2 * cols + 2.2, height))
+    # Leave 0.5 inch for the title, not matplotlib's default 12 % of a tall figure.
+    grid = fig.add_gridspec(len(rows), cols, top=1 - 0.5 / height)
     for r, (name, a) in enumerate(rows):
         label = name if name == "input" else f"{name}: {type(layer_of[name]).__name__}"
         if a.ndim == 3:
