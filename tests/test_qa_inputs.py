@@ -107,3 +107,18 @@ def test_a_preset_with_changed_epochs_says_so_in_its_summary(tmp_path):
     assert result.exit_code == 0, result.output
     summary = (out / "summary.md").read_text(encoding="utf-8")
     assert "Changed on the command line: epochs 2." in summary
+
+
+def test_explain_names_the_pooled_input_after_a_sigmoid_a_not_a_relu(checkpoint):
+    # QA: SimpleCNN (Conv, Sigmoid, MaxPool, ...) explained its pooling backward as
+    # "∂L/∂A_relu = ...", though there is no ReLU in the network.
+    from pathlib import Path
+
+    import cnnx
+
+    book = Path(cnnx.__file__).parent / "datasets" / "digits6x6.xlsx"
+    result = CliRunner().invoke(main, ["explain", str(checkpoint), str(book), "--sample", "0"])
+    assert result.exit_code == 0, result.output
+    assert "A_relu" not in result.output
+    assert "Backward, pooling layer 2" in result.output
+    assert "\n     ∂L/∂A = [[[" in result.output.split("Backward, pooling layer 2")[1]
