@@ -149,3 +149,22 @@ def test_maps_title_sits_on_the_maps(trained, tmp_path):
     result = run(*args)
     assert result.exit_code == 0, result.output
     assert _longest_blank_band(Path(args[-1])) < 45
+
+
+def test_curves_of_a_short_run_mark_whole_epochs_only(tmp_path, monkeypatch):
+    # QA: a 2-epoch run's curves had ticks at epoch 1.2, 1.4, ...
+    from cnnx.inspect import plots
+
+    result = run("train", "--epochs", "2", "--output-dir", tmp_path / "r", "-q")
+    assert result.exit_code == 0, result.output
+    ticks = []
+    real_save = plots.save
+
+    def save(fig, path, **kwargs):
+        ticks.extend(t for ax in fig.axes for t in ax.get_xticks() if ax.get_xlim()[0] <= t)
+        return real_save(fig, path, **kwargs)
+
+    monkeypatch.setattr(plots, "save", save)
+    result = run("show", "curves", tmp_path / "r", "-o", tmp_path / "c.png")
+    assert result.exit_code == 0, result.output
+    assert ticks and all(float(t).is_integer() for t in ticks)

@@ -166,6 +166,8 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 def plot_curves(run: str | Path, path: str | Path) -> Path:
     """Loss and accuracy per epoch, train and validation, from a run's metrics.jsonl."""
     records = read_metrics(Path(run))
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [r["epoch"] for r in records]
     fig = figure(figsize=(9, 3.4))
     for i, (key, label) in enumerate((("loss", "loss"), ("accuracy", "accuracy"))):
@@ -175,6 +177,7 @@ def plot_curves(run: str | Path, path: str | Path) -> Path:
         if any(v is not None for v in val):
             ax.plot(epochs, [math.nan if v is None else v for v in val], label="validation")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no "epoch 1.2"
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
