@@ -122,3 +122,20 @@ def test_explain_names_the_pooled_input_after_a_sigmoid_a_not_a_relu(checkpoint)
     assert "A_relu" not in result.output
     assert "Backward, pooling layer 2" in result.output
     assert "\n     ∂L/∂A = [[[" in result.output.split("Backward, pooling layer 2")[1]
+
+
+def test_output_piped_into_head_ends_quietly():
+    # QA: `cnnx summary --list | head -1` (or predict ... | head) printed
+    # "error: [Errno 32] Broken pipe" once head had what it wanted.
+    import subprocess
+    import sys
+
+    code = "from cnnx.cli import main; main()"
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, "summary", "--list"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    child.stdout.close()  # the reader went away before the first line
+    stderr = child.stderr.read().decode()
+    child.wait(timeout=60)
+    assert "Broken pipe" not in stderr and "Traceback" not in stderr, stderr
