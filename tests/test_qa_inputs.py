@@ -139,3 +139,37 @@ def test_output_piped_into_head_ends_quietly():
     stderr = child.stderr.read().decode()
     child.wait(timeout=60)
     assert "Broken pipe" not in stderr and "Traceback" not in stderr, stderr
+
+
+def _config_with(tmp_path, **changes):
+    import json
+
+    from cnnx import runs
+
+    data = {**runs.defaults("digits6x6").replace(epochs=2).to_dict(), **changes}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def test_a_config_files_bad_model_options_name_the_file(tmp_path):
+    # QA: said "model simple_cnn: simple_cnn() got an unexpected keyword argument 'foo'",
+    # naming neither the file nor the field.
+    path = _config_with(tmp_path, model_options={"foo": 1})
+    result = CliRunner().invoke(main, ["train", "--config", str(path), "-q"])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"error: {path}: model_options of simple_cnn: ")
+    assert "'foo'" in result.output
+
+
+def test_a_config_files_unusable_device_names_the_file_and_the_way_out(tmp_path):
+    # QA: a config.json written on a GPU machine, run on a laptop, said only "device
+    # 'cuda:0' is not usable: ...", though the user never typed a device.
+    path = _config_with(tmp_path, device="cuda:0")
+    result = CliRunner().invoke(main, ["train", "--config", str(path), "-q"])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"error: {path}: device 'cuda:0' ")
+    assert "--device cpu" in result.output
+    assert result.output.strip().count("\n") == 0
+    again = CliRunner().invoke(main, ["train", "--config", str(path), "--device", "cpu", "-q"])
+    assert again.exit_code == 0, again.output
