@@ -173,3 +173,17 @@ def test_a_config_files_unusable_device_names_the_file_and_the_way_out(tmp_path)
     assert result.output.strip().count("\n") == 0
     again = CliRunner().invoke(main, ["train", "--config", str(path), "--device", "cpu", "-q"])
     assert again.exit_code == 0, again.output
+
+
+def test_predict_reads_the_npz_that_inspect_and_show_read(checkpoint, tmp_path):
+    # QA: docs/inspect.md keeps held-out data as an .npz with X and y, which inspect,
+    # explain and show read; `cnnx predict CKPT held-out.npz` said "not an IDX file:
+    # starts with bytes 50 4b 03 04".
+    data = tmp_path / "held-out.npz"
+    X = np.random.default_rng(0).random((4, 1, 6, 6)).astype(np.float32)
+    np.savez(data, X=X, y=np.array([0, 1, 2, 0]))
+    result = CliRunner().invoke(main, ["predict", str(checkpoint), str(data), "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[0].startswith("sample,predicted,label,")
+    assert [line.split(",")[2] for line in lines[1:]] == ["0", "1", "2", "0"]

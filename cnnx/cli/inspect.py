@@ -53,35 +53,6 @@ def _read_labels(path: Path) -> np.ndarray:
 def _read_input(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     from cnnx.cli.checkpoints import load_inputs
 
-    if path.name.lower().endswith(".npz"):
-        if not path.is_file():
-            raise DatasetError(f"{path}: no such file")
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                if "X" not in archive:
-                    raise DatasetError(f"{path}: expected arrays 'X' (and optionally 'y') inside")
-                X = archive["X"]
-                y = archive["y"] if "y" in archive else None
-        except DatasetError:
-            raise
-        except Exception as exc:  # not a zip (numpy then suspects a pickle), object arrays
-            raise DatasetError(
-                f"{path}: not a readable .npz archive of numeric arrays 'X' and 'y' "
-                f"({type(exc).__name__})"
-            ) from None
-        if X.dtype.kind not in "uif" or X.ndim < 2:
-            raise DatasetError(
-                f"{path}: 'X' must be a numeric array of samples (N, C, H, W), got shape "
-                f"{X.shape} dtype {X.dtype}"
-            )
-        if y is not None and (y.dtype.kind not in "iu" or y.shape != (len(X),)):
-            raise DatasetError(
-                f"{path}: 'y' must be {len(X)} integer labels, one per sample of 'X'; got "
-                f"shape {y.shape} dtype {y.dtype}"
-            )
-        if X.dtype == np.uint8:
-            X = X / np.float32(255)
-        return X.astype(np.float32), None if y is None else y.astype(np.int64)
     return load_inputs(path)
 
 
