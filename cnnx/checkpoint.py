@@ -275,6 +275,11 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
             but plain numeric arrays (pickled objects are refused, never loaded).
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(
+            f"{path} is a directory; give a checkpoint file in it, e.g. {path / 'last.npz'} "
+            f"or {path / 'best.npz'}"
+        )
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:

@@ -143,6 +143,17 @@ def test_missing_directory_raises_oserror(tmp_path):
         pass
 
 
+def test_missing_directory_error_names_the_target_not_the_temp_file(tmp_path):
+    # QA: `cnnx show curves r -o missing/c.png` said "No such file or directory:
+    # 'missing/.c.png.tmp-18ffb1b2'", a name the user never gave.
+    target = tmp_path / "no" / "f.png"
+    with pytest.raises(FileNotFoundError) as info:
+        atomic_write_bytes(target, b"x")
+    assert info.value.filename == str(target)
+    assert ".tmp-" not in str(info.value)
+    assert str(tmp_path / "no") in info.value.strerror
+
+
 def test_long_basename_still_gets_a_temp_name(tmp_path):
     target = tmp_path / ("n" * 250)
     atomic_write_bytes(target, b"ok")

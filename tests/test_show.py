@@ -96,3 +96,75 @@ def test_curves_reports_a_missing_or_broken_metrics_file(tmp_path):
     (tmp_path / "metrics.jsonl").write_text(good + "\nnot json\n")
     result = run("show", "curves", tmp_path, "-o", tmp_path / "c.png")
     assert result.exit_code == 1 and "line 2: not valid JSON" in result.output
+
+
+def test_output_into_a_missing_directory_is_one_line_naming_it(trained, tmp_path):
+    # QA: the message named the hidden temporary file ('.c.png.tmp-18ffb1b2') and
+    # began with "[Errno 2]"; it should name the -o path and the missing directory.
+    out = tmp_path / "missing" / "c.png"
+    result = run("show", "curves", trained, "-o", out)
+    assert result.exit_code == 1
+    assert result.output.strip().count("\n") == 0
+    assert result.output.startswith(f"error: {out}: ")
+    assert "does not exist" in result.output and ".tmp-" not in result.output
+    assert "Errno" not in result.output
+
+
+def test_confusion_says_which_data_it_counts(trained, tmp_path, monkeypatch):
+    # QA: confusion.png had no title and the command printed only "wrote ...", so a
+    # saved picture did not say which checkpoint or data (split) it counted.
+    from cnnx.inspect import plots
+
+    titles = []
+    real_save = plots.save
+
+    def save(fig, path, **kwargs):
+        titles.extend(ax.get_title() for ax in fig.axes)
+        return real_save(fig, path, **kwargs)
+
+    monkeypatch.setattr(plots, "save", save)
+    result = run(*commands(trained, tmp_path)["confusion"])
+    assert result.exit_code == 0, result.output
+    line = "64 of 96 samples right (the bundled 6×6 digits (96 samples), all split)"
+    assert line in result.output  # E-Adam seed 0 is right on 2/3 of all 96
+    assert titles == [f"last.npz: {line}"]
+
+
+def _longest_blank_band(path: Path) -> int:
+    """The most consecutive all-white pixel rows in a PNG."""
+    with Image.open(path) as image:
+        grey = np.asarray(image.convert("L"))
+    blank = (grey >= 250).all(axis=1)
+    longest = run_length = 0
+    for row_is_blank in blank:
+        run_length = run_length + 1 if row_is_blank else 0
+        longest = max(longest, run_length)
+    return longest
+
+
+def test_maps_title_sits_on_the_maps(trained, tmp_path):
+    # QA: maps.png had a blank band of about an eighth of its height between the title
+    # and the first row (matplotlib's default top margin on a tall figure).
+    args = commands(trained, tmp_path)["maps"]
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    assert _longest_blank_band(Path(args[-1])) < 45
+
+
+def test_curves_of_a_short_run_mark_whole_epochs_only(tmp_path, monkeypatch):
+    # QA: a 2-epoch run's curves had ticks at epoch 1.2, 1.4, ...
+    from cnnx.inspect import plots
+
+    result = run("train", "--epochs", "2", "--output-dir", tmp_path / "r", "-q")
+    assert result.exit_code == 0, result.output
+    ticks = []
+    real_save = plots.save
+
+    def save(fig, path, **kwargs):
+        ticks.extend(t for ax in fig.axes for t in ax.get_xticks() if ax.get_xlim()[0] <= t)
+        return real_save(fig, path, **kwargs)
+
+    monkeypatch.setattr(plots, "save", save)
+    result = run("show", "curves", tmp_path / "r", "-o", tmp_path / "c.png")
+    assert result.exit_code == 0, result.output
+    assert ticks and all(float(t).is_integer() for t in ticks)

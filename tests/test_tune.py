@@ -126,3 +126,41 @@ def test_flag_errors_are_usage_errors():
     assert result.exit_code == 2 and "textbook-mnist" in result.output
     result = runner.invoke(main, ["tune", "--param", "rho=uniform:0.5:0.9"])
     assert result.exit_code == 1 and "takes rho" in result.output
+
+
+def test_plots_say_what_the_objective_is(tmp_path, monkeypatch):
+    # QA: optimization_history.png's axis said Optuna's default "Objective Value"; the
+    # reader of a cnnx search needs to know it is the mean validation accuracy.
+    import matplotlib.pyplot as plt
+
+    from cnnx.tune import report
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(0))
+    study.optimize(lambda t: t.suggest_float("lr", 1e-3, 1e-1, log=True), n_trials=4)
+    labels = []
+    real_close = plt.close
+
+    def close(fig=None):
+        labels.extend(ax.get_ylabel() for ax in fig.axes)
+        labels.extend(ax.get_xlabel() for ax in fig.axes)
+        return real_close(fig)
+
+    monkeypatch.setattr(plt, "close", close)
+    written = report.write_plots(tmp_path, study, lambda line: None)
+    assert len(written) == 2
+    assert "Objective Value" not in " ".join(labels)
+    assert any("mean validation accuracy" in label for label in labels)
+
+
+def test_the_printed_retrain_command_runs_from_where_the_search_ran(tmp_path, monkeypatch):
+    # QA: `cnnx tune ... --output-dir search` printed "retrain it: `cnnx train --config
+    # best.json`", which fails from the directory the user is in (best.json is in search/).
+    monkeypatch.chdir(tmp_path)
+    args = ["tune", "--param", "lr=loguniform:1e-3:1e-1", "--epochs", "2", "--trials", "2",
+            "--output-dir", "search", "--no-plots", "-q"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "retrain it: `cnnx train --config search/best.json`" in result.output
+    retrain = CliRunner().invoke(main, ["train", "--config", "search/best.json", "-q"])
+    assert retrain.exit_code == 0, retrain.output

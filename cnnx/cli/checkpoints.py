@@ -239,7 +239,8 @@ def evaluate_with_progress(
 
 
 def load_inputs(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read samples to predict: a 6×6 workbook, an IDX image file, or a ``.npy`` array.
+    """Read samples: a 6×6 workbook, an IDX image file, a ``.npy`` array, or an ``.npz``
+    with arrays ``X`` (and optionally ``y``).
 
     Returns ``(X, labels)``: X ``(N, C, H, W) float32``; labels where the file has them.
     """
@@ -248,6 +249,8 @@ def load_inputs(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     name = path.name.lower()
     if not path.is_file():
         raise DatasetError(f"{path}: no such file")
+    if name.endswith(".npz"):
+        return _load_npz(path)
     if name.endswith((".xlsx", ".xlsm")):
         X, y = datasets.load_digits6x6(path, require_labels=False)
         return X, (y if (y >= 0).any() else None)
@@ -274,6 +277,36 @@ def load_inputs(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         raise DatasetError(f"{path}: IDX array of shape {images.shape}; expected images (N, H, W)")
     scale = np.float32(255) if images.dtype == np.uint8 else np.float32(1)
     return (images / scale).astype(np.float32), None
+
+
+def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """An ``.npz`` with ``X`` ``(N, C, H, W)`` and optionally integer labels ``y``."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if "X" not in archive:
+                raise DatasetError(f"{path}: expected arrays 'X' (and optionally 'y') inside")
+            X = archive["X"]
+            y = archive["y"] if "y" in archive else None
+    except DatasetError:
+        raise
+    except Exception as exc:  # not a zip (numpy then suspects a pickle), object arrays
+        raise DatasetError(
+            f"{path}: not a readable .npz archive of numeric arrays 'X' and 'y' "
+            f"({type(exc).__name__})"
+        ) from None
+    if X.dtype.kind not in "uif" or X.ndim < 2:
+        raise DatasetError(
+            f"{path}: 'X' must be a numeric array of samples (N, C, H, W), got shape "
+            f"{X.shape} dtype {X.dtype}"
+        )
+    if y is not None and (y.dtype.kind not in "iu" or y.shape != (len(X),)):
+        raise DatasetError(
+            f"{path}: 'y' must be {len(X)} integer labels, one per sample of 'X'; got "
+            f"shape {y.shape} dtype {y.dtype}"
+        )
+    if X.dtype == np.uint8:
+        X = X / np.float32(255)
+    return X.astype(np.float32), None if y is None else y.astype(np.int64)
 
 
 def check_inputs(path: Path, X: np.ndarray) -> None:
@@ -335,13 +368,13 @@ def predict(
     (e.g. t10k-images-idx3-ubyte.gz), or a .npy array of shape (N, C, H, W) or
     (C, H, W) (uint8 values are divided by 255); or your own data: an image folder
     (class folders optional), a .csv (a label column optional, e.g. Kaggle's
-    test.csv) or an .npz file, read as the checkpoint's run read its data; or any
-    number of ordinary image files (PNG, JPEG, ...; needs cnnx[images]). For a model
-    trained on your own files (--data) they are read as its data was (channels, size,
-    normalisation); for the others they are prepared the way MNIST was made:
-    greyscale, dark ink on light paper inverted, cropped to the ink, scaled to fit
-    20×20 (6×6 for the 6×6 models) keeping the aspect ratio, centred by centre of
-    mass in 28×28.
+    test.csv) or an .npz with arrays X (and labels y), read as the checkpoint's run
+    read its data; or any number of ordinary image files (PNG, JPEG, ...; needs
+    cnnx[images]). For a model trained on your own files (--data) they are read as
+    its data was (channels, size, normalisation); for the others they are prepared
+    the way MNIST was made: greyscale, dark ink on light paper inverted, cropped to
+    the ink, scaled to fit 20×20 (6×6 for the 6×6 models) keeping the aspect ratio,
+    centred by centre of mass in 28×28.
 
     \b
     Examples:
@@ -358,9 +391,11 @@ def predict(
     checkpoint, model, saved = _open(checkpoint_path)
     images = [p for p in input_paths if is_image_file(p)]
     if images and len(images) != len(input_paths):
-        raise click.UsageError("give image files, or one data file (workbook, IDX, .npy), not both")
+        raise click.UsageError(
+            "give image files, or one data file (workbook, IDX, .npy, .npz), not both"
+        )
     if not images and len(input_paths) > 1:
-        raise click.UsageError("give one data file (workbook, IDX, .npy), or any image files")
+        raise click.UsageError("give one data file (workbook, IDX, .npy, .npz), or any image files")
     if show_input and not images:
         raise click.UsageError("--show-input shows prepared image files; INPUT has none")
     if show_input:

@@ -178,7 +178,14 @@ def preset_with_overrides(ctx: click.Context, name: str, params: dict[str, Any])
     options = dataset_options(params, datasets.pop()) if len(datasets) == 1 else {}
     if options:
         changes["dataset_options"] = options
-    return experiment.replace(**changes) if changes else experiment
+    if not changes:
+        return experiment
+    # The preset's paragraph names its own epochs, batch size, ...; say what was changed,
+    # so summary.md does not claim "500 epochs" over a 5-epoch table.
+    changed = "; ".join(f"{key} {value}" for key, value in changes.items())
+    note = f"Changed on the command line: {changed}."
+    description = f"{experiment.description} {note}".strip()
+    return experiment.replace(**changes, description=description)
 
 
 def saved_experiment(output_dir: Path) -> Experiment:

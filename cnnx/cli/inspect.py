@@ -53,17 +53,6 @@ def _read_labels(path: Path) -> np.ndarray:
 def _read_input(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     from cnnx.cli.checkpoints import load_inputs
 
-    if path.name.lower().endswith(".npz"):
-        if not path.is_file():
-            raise DatasetError(f"{path}: no such file")
-        with np.load(path, allow_pickle=False) as archive:
-            if "X" not in archive:
-                raise DatasetError(f"{path}: expected arrays 'X' (and optionally 'y') inside")
-            X = archive["X"]
-            y = archive["y"].astype(np.int64) if "y" in archive else None
-        if X.dtype == np.uint8:
-            X = X / np.float32(255)
-        return X.astype(np.float32), y
     return load_inputs(path)
 
 
@@ -144,7 +133,11 @@ def open_for_inspection(
             f"{getattr(model, 'name', 'the model')} expects {expected}"
         )
     if y is not None and len(y) and int(y.max()) >= classes:
-        raise DatasetError(f"label {int(y.max())} is out of range for {classes} classes")
+        source = labels_path or input_path or "the stored run"
+        raise DatasetError(
+            f"{source}: label {int(y.max())} is out of range for {classes} classes "
+            f"(0 to {classes - 1})"
+        )
     return Inspection(checkpoint, model, X, y, [str(n) for n in names], description)
 
 

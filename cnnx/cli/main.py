@@ -8,6 +8,7 @@ a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -31,8 +32,17 @@ class CnnxGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:
+            # The reader went away (`cnnx ... | head`): not an error worth a message.
+            # Point stdout at /dev/null so the interpreter's final flush is quiet too.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(1)
         except (CnnxError, ValueError, OSError) as exc:
             message = str(exc) or type(exc).__name__
+            if isinstance(exc, OSError) and exc.strerror and exc.filename:
+                # "FILE: reason" rather than "[Errno 2] reason: 'FILE'".
+                message = f"{exc.filename}: {exc.strerror}"
             if isinstance(exc, KeyError) and exc.args:
                 message = str(exc.args[0])
             # One line, as promised: multi-line messages (MNIST mirrors) are joined.

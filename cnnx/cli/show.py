@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import numpy as np
 
 from cnnx.cli.inspect import data_arguments, open_for_inspection
 
@@ -133,4 +134,8 @@ def confusion(
     plots.figure()
     seen, probs = _predictions(checkpoint_path, input_path, labels_path, split)
     matrix = confusion_matrix(seen.y, probs.argmax(axis=1), len(seen.class_names))
-    _done(plots.plot_confusion(matrix, seen.class_names, output))
+    right, total = int(np.trace(matrix)), int(matrix.sum())
+    summary = f"{right} of {total} samples right ({seen.description})"
+    click.echo(summary)
+    title = f"{checkpoint_path.name}: {summary}"
+    _done(plots.plot_confusion(matrix, seen.class_names, output, title))

@@ -31,7 +31,14 @@ def summary(model_name: str | None, list_models: bool) -> None:
             aliases = f" (also: {', '.join(info.aliases)})" if info.aliases else ""
             click.echo(f"{info.name}{aliases}\n    {info.description}")
         return
-    if model_name.endswith(".npz") or Path(model_name).is_file():
+    known = {name for info in models.available() for name in (info.name, *info.aliases)}
+    as_path = Path(model_name)
+    # A run directory given by mistake gets load_checkpoint's "is a directory" hint.
+    if (
+        model_name.endswith(".npz")
+        or as_path.is_file()
+        or (as_path.is_dir() and model_name not in known)
+    ):
         from cnnx.checkpoint import load_checkpoint
 
         model = load_checkpoint(model_name).build_model()

@@ -23,7 +23,7 @@ from cnnx.cli.data_flags import (
     is_workbook,
 )
 from cnnx.cli.options import check_optimizer_flags, optimizer_options
-from cnnx.errors import ConfigError
+from cnnx.errors import ConfigError, DeviceError
 from cnnx.runs import RunSpec
 from cnnx.runs.signals import EXIT_TERMINATED, RunInterrupted, Terminated, terminate_raises
 from cnnx.runs.spec import HYPERPARAMETER_ORDER
@@ -428,7 +428,16 @@ def _train(ctx: click.Context, params: dict[str, Any]) -> None:
         else:
             base = runs.defaults(chosen_dataset(ctx, params) or params["dataset"])
             device = params["device_spec"]
-        dev = resolve_device(device)  # fails early, before any data is read
+        try:
+            dev = resolve_device(device)  # fails early, before any data is read
+        except DeviceError as exc:
+            if config_file is None or explicit(ctx, "device_spec"):
+                raise
+            # The user never typed this device: say where it came from and the way out.
+            raise DeviceError(
+                f"{config_file}: device {device!r} from this file: {exc}; pass --device cpu "
+                "to run it here"
+            ) from None
         spec = spec_from_flags(ctx, base, params, dev.spec)
         run_dir = params["output_dir"]
 
@@ -471,6 +480,9 @@ def _train(ctx: click.Context, params: dict[str, Any]) -> None:
     except ConfigError as exc:
         if resume_dir is not None and exc.field == "epochs":
             raise click.UsageError(f"--resume {resume_dir}: {exc.detail}") from None
+        if config_file is not None and exc.field == "model_options":
+            # No flag sets model_options: they came from the file.
+            raise ConfigError(f"{config_file}: {exc}", field=exc.field, detail=exc.detail) from None
         raise as_usage_error(ctx, exc) from None
     finally:
         if reporter is not None:

@@ -353,9 +353,11 @@ def _backward_steps(w: _Writer, model: Sequential, x: np.ndarray, trace: Trace, 
                 else "each window's gradient is shared equally by its positions"
             )
             if below is not None:
+                # Name the pooled input as its forward step did (A_relu after a ReLU).
+                pooled = "A_relu" if isinstance(layers[index - 1][1], ReLU) else "A"
                 w.step(
                     f"Backward, pooling layer {name}: {rule}",
-                    f"∂L/∂A_relu = {array_text(below if below.shape[0] > 1 else below[0])}",
+                    f"∂L/∂{pooled} = {array_text(below if below.shape[0] > 1 else below[0])}",
                 )
         elif isinstance(layer, ReLU | Sigmoid | Tanh):
             if below is None:

@@ -52,7 +52,14 @@ def read_grey(path: str | Path) -> np.ndarray:
                 image = image.convert("RGBA")
                 paper = Image.new("RGBA", image.size, (255, 255, 255, 255))
                 image = Image.alpha_composite(paper, image)
-            grey = np.asarray(image.convert("L"), dtype=np.float32) / np.float32(255)
+            if image.mode.startswith("I;16") or image.mode == "I":
+                # 16-bit grey (scanners, lab cameras): convert("L") would clip every
+                # value above 255 to white, so scale by the bit depth instead.
+                values = np.asarray(image, dtype=np.float32)
+                wide = image.mode.startswith("I;16") or float(values.max(initial=0)) > 255
+                grey = np.clip(values / np.float32(65535 if wide else 255), 0, 1)
+            else:
+                grey = np.asarray(image.convert("L"), dtype=np.float32) / np.float32(255)
     except (OSError, ValueError) as exc:
         raise DatasetError(f"{path}: not a readable image ({exc})") from None
     return grey

@@ -116,8 +116,10 @@ def plot_maps(
     layer_of = dict(model.layers())
     cols = max((a.shape[0] if a.ndim == 3 else 1) for _, a in rows)
     cols = min(cols, 16)
-    fig = figure(figsize=(1.2 * cols + 2.2, 1.25 * len(rows) + 0.5))
-    grid = fig.add_gridspec(len(rows), cols)
+    height = 1.25 * len(rows) + 0.5
+    fig = figure(figsize=(1.2 * cols + 2.2, height))
+    # Leave 0.5 inch for the title, not matplotlib's default 12 % of a tall figure.
+    grid = fig.add_gridspec(len(rows), cols, top=1 - 0.5 / height)
     for r, (name, a) in enumerate(rows):
         label = name if name == "input" else f"{name}: {type(layer_of[name]).__name__}"
         if a.ndim == 3:
@@ -164,6 +166,8 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 def plot_curves(run: str | Path, path: str | Path) -> Path:
     """Loss and accuracy per epoch, train and validation, from a run's metrics.jsonl."""
     records = read_metrics(Path(run))
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [r["epoch"] for r in records]
     fig = figure(figsize=(9, 3.4))
     for i, (key, label) in enumerate((("loss", "loss"), ("accuracy", "accuracy"))):
@@ -173,6 +177,7 @@ def plot_curves(run: str | Path, path: str | Path) -> Path:
         if any(v is not None for v in val):
             ax.plot(epochs, [math.nan if v is None else v for v in val], label="validation")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no "epoch 1.2"
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -220,11 +225,18 @@ def plot_errors(
     return save(fig, path), len(wrong)
 
 
-def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: str | Path) -> Path:
-    """The confusion matrix with counts (rows: true class, columns: predicted)."""
+def plot_confusion(
+    matrix: np.ndarray, class_names: Sequence[str], path: str | Path, title: str | None = None
+) -> Path:
+    """The confusion matrix with counts (rows: true class, columns: predicted).
+
+    ``title`` (what model, on which data) is drawn above it.
+    """
     n = len(class_names)
-    fig = figure(figsize=(1.4 + 0.55 * n, 1.0 + 0.55 * n))
+    fig = figure(figsize=(max(3.2, 1.4 + 0.55 * n), 1.0 + 0.55 * n + (0.4 if title else 0)))
     ax = fig.add_subplot(1, 1, 1)
+    if title:
+        ax.set_title(title, fontsize=8, wrap=True)
     ax.imshow(matrix, cmap="Blues")
     ax.set_xticks(range(n), class_names)
     ax.set_yticks(range(n), class_names)

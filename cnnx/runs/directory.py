@@ -317,7 +317,9 @@ def read_config_file(path: Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(
-            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+            # Some messages end in " at" already ("Invalid control character at").
+            f"{path}: not valid JSON ({exc.msg.removesuffix(' at')} at line {exc.lineno}, "
+            f"column {exc.colno})"
         ) from None
 
 

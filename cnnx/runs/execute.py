@@ -44,7 +44,9 @@ def build(spec: RunSpec) -> tuple[Module, Optimizer]:
     try:
         model = models.get(spec.model, seed=spec.seed, **spec.model_options)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"model {spec.model}: {exc}", field="model_options") from None
+        raise ConfigError(
+            f"model_options of {spec.model}: {exc}", field="model_options", detail=str(exc)
+        ) from None
     model.to(resolve_device(spec.device))
     try:
         optimizer = OPTIMIZERS[spec.optimizer](model.named_parameters(), **spec.hyperparameters)

@@ -23,6 +23,8 @@ from cnnx.utils.output_dir import claim_output_dir
 TRIALS_CSV = "trials.csv"
 BEST_JSON = "best.json"
 SUMMARY_MD = "summary.md"
+# The y axis (history) and x axis (importances) of the figures: what a trial value is.
+OBJECTIVE_NAME = "mean validation accuracy"
 HISTORY_PNG = "optimization_history.png"
 IMPORTANCE_PNG = "param_importances.png"
 STUDY_DB = "study.db"
@@ -113,8 +115,13 @@ def summary_markdown(
     sampler_seed: int = 0,
     prune: bool = False,
     top: int = 10,
+    best_json: str = BEST_JSON,
 ) -> str:
-    """The search in words and tables: what was searched, the best trials, how to retrain."""
+    """The search in words and tables: what was searched, the best trials, how to retrain.
+
+    ``best_json`` is the retraining command's path: the output directory as the user
+    typed it, so the command printed on the console runs from where the search ran.
+    """
     from cnnx.tune.study import best_trial
 
     trials = study.get_trials(deepcopy=False)
@@ -171,7 +178,7 @@ def summary_markdown(
         f"{best.user_attrs.get('val_loss', float('nan')):.4f} ({per_seed})"
     )
     lines.append(
-        f"- retrain it: `cnnx train --config {BEST_JSON}` (the run definition with seed "
+        f"- retrain it: `cnnx train --config {best_json}` (the run definition with seed "
         f"{seeds[0]}; its validation accuracy is the seed-{seeds[0]} figure above)"
     )
     if any(t.state.name == PRUNED for t in trials):
@@ -239,7 +246,7 @@ def write_plots(directory: Path, study: Any, log: Callable[[str], None]) -> list
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             try:
-                ax = draw(study)
+                ax = draw(study, target_name=OBJECTIVE_NAME)
             except (ValueError, RuntimeError) as exc:
                 log(f"note: {name} skipped: {exc}")
                 continue

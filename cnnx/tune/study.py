@@ -414,6 +414,8 @@ def tune(
     text = report.summary_markdown(
         study, seeds, base, space, elapsed=time.perf_counter() - start,
         storage=storage, sampler=sampler, sampler_seed=sampler_seed, prune=prune,
+        best_json=report.BEST_JSON if output_dir is None else
+        str(Path(output_dir) / report.BEST_JSON),
     )  # fmt: skip
     if directory is not None:
         files = report.write(

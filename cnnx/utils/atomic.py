@@ -79,7 +79,18 @@ def atomic_write(
     if os.path.isdir(target):
         raise IsADirectoryError(errno.EISDIR, "cannot write a file over a directory", target)
 
-    fd, tmp = _create_temp(directory, basename)
+    if not os.path.isdir(directory):
+        # Name the file the caller asked for, not the hidden temporary one.
+        raise FileNotFoundError(
+            errno.ENOENT, f"directory {directory} does not exist", os.fspath(path)
+        )
+    try:
+        fd, tmp = _create_temp(directory, basename)
+    except OSError as exc:
+        if exc.errno == errno.EEXIST:
+            raise
+        # e.g. a read-only directory: report it against the final name.
+        raise type(exc)(exc.errno, exc.strerror, os.fspath(path)) from exc
     try:
         _copy_permissions(target, fd)
         if binary:
