@@ -32,21 +32,52 @@ OPTIMIZERS = {"sgd": {"lr": 0.01}, "adam": {"lr": 1e-3, "betas": (0.9, 0.999), "
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--nets", nargs="+", default=list(zoo_models.NETWORKS),
-                   choices=list(zoo_models.NETWORKS), help="networks (default: all)")
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256], metavar="B",
-                   help="minibatch sizes (default: 64 256)")
-    p.add_argument("--optimizers", nargs="+", default=["sgd", "adam"],
-                   choices=list(OPTIMIZERS), help="optimizers (default: sgd adam)")
-    p.add_argument("--block-samples", type=int, default=1024,
-                   help="samples per timed block (rounded down to whole batches; default 1024)")
-    p.add_argument("--blocks", type=int, default=3,
-                   help="timed blocks per worker; the median is reported (default: 3)")
-    p.add_argument("--warmup-steps", type=int, default=3,
-                   help="untimed steps before the timed blocks (default: 3)")
-    p.add_argument("--threads", type=int, default=_common.available_cores(),
-                   help="BLAS/OpenMP/torch threads (default: usable cores, here "
-                   f"{_common.available_cores()})")
+    p.add_argument(
+        "--nets",
+        nargs="+",
+        default=list(zoo_models.NETWORKS),
+        choices=list(zoo_models.NETWORKS),
+        help="networks (default: all)",
+    )
+    p.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        default=[64, 256],
+        metavar="B",
+        help="minibatch sizes (default: 64 256)",
+    )
+    p.add_argument(
+        "--optimizers",
+        nargs="+",
+        default=["sgd", "adam"],
+        choices=list(OPTIMIZERS),
+        help="optimizers (default: sgd adam)",
+    )
+    p.add_argument(
+        "--block-samples",
+        type=int,
+        default=1024,
+        help="samples per timed block (rounded down to whole batches; default 1024)",
+    )
+    p.add_argument(
+        "--blocks",
+        type=int,
+        default=3,
+        help="timed blocks per worker; the median is reported (default: 3)",
+    )
+    p.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=3,
+        help="untimed steps before the timed blocks (default: 3)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=_common.available_cores(),
+        help=f"BLAS/OpenMP/torch threads (default: usable cores, here {_common.available_cores()})",
+    )
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch rows")
     p.add_argument("--no-cnnx", action="store_true", help="skip the cnnx rows")
     p.add_argument("--seed", type=int, default=0, help="init, data and shuffling seed")
@@ -121,7 +152,7 @@ def worker(args: argparse.Namespace) -> None:
     y = rng.integers(0, zoo_models.NUM_CLASSES, size=n, dtype=np.int64)
     step, extra = build_step(impl, args)
     rss_before = _common.current_rss_mib()
-    for s in range(args.warmup_steps):
+    for _ in range(args.warmup_steps):
         idx = rng.permutation(n)[:batch]
         step(X[idx], y[idx])
     probe_before = _common.speed_probe_ms()

@@ -188,9 +188,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=20, help="profiled steps (default: 20)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (default: 3)")
     p.add_argument("--threads", type=int, default=_common.available_cores())
-    p.add_argument("--clock", choices=list(CLOCKS), default="wall",
-                   help="wall: elapsed time; cpu: this process's CPU time, all threads "
-                   "(steadier on a loaded machine, but counts spinning threads)")
+    p.add_argument(
+        "--clock",
+        choices=list(CLOCKS),
+        default="wall",
+        help="wall: elapsed time; cpu: this process's CPU time, all threads "
+        "(steadier on a loaded machine, but counts spinning threads)",
+    )
     p.add_argument("--torch", action="store_true", help="also profile the PyTorch version")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
