@@ -30,15 +30,13 @@ import zoo_models
 PRIMITIVES = [
     ("cnnx.nn.functional", "im2col", "im2col"),
     ("cnnx.nn.functional", "col2im", "col2im"),
-    ("cnnx.nn.pooling", "first_max", "pool fwd"),
-    ("cnnx.nn.pooling", "route", "pool bwd"),
-    ("cnnx.backends.kernels", "im2col", "im2col"),
-    ("cnnx.backends.kernels", "col2im", "col2im"),
-    ("cnnx.backends.kernels", "maxpool_forward", "pool fwd"),
-    ("cnnx.backends.kernels", "maxpool_backward", "pool bwd"),
-    ("cnnx.backends.kernels", "relu_forward", "relu fwd"),
-    ("cnnx.backends.kernels", "relu_backward", "relu bwd"),
-    ("cnnx.backends.kernels", "matmul", "GEMM"),
+    ("cnnx.backends.primitives", "im2col_matmul", "conv fwd: im2col + GEMM (+ bias)"),
+    ("cnnx.backends.primitives", "matmul_im2col_t", "conv gW: im2col + GEMM"),
+    ("cnnx.backends.primitives", "col2im_matmul", "conv gx: GEMM + col2im"),
+    ("cnnx.backends.primitives", "maxpool_forward", "pool fwd"),
+    ("cnnx.backends.primitives", "maxpool_backward", "pool bwd"),
+    ("cnnx.backends.primitives", "relu_forward", "relu fwd"),
+    ("cnnx.backends.primitives", "relu_backward", "relu bwd"),
 ]
 
 
