@@ -43,6 +43,9 @@ class Dropout(Module):
         keep = self.rng.random(x.shape, dtype=np.float32) >= self.p
         scale = np.asarray(1.0 / (1.0 - self.p), dtype=x.dtype)
         mask = device_of(x).asarray(keep * scale)
+        # Stored in x's memory layout (batch-last inside a network): products of arrays
+        # in two layouts come out in C order, which the layers around would copy back.
+        mask = _like(x, mask)
         self._mask = mask
         return x * mask
 
@@ -50,3 +53,12 @@ class Dropout(Module):
         if self._mask is None:
             return gy
         return gy * self._mask
+
+
+def _like(x: Any, values: Any) -> Any:
+    """``values`` copied into an array with ``x``'s shape and memory layout."""
+    if values.strides == x.strides:
+        return values
+    out = device_of(x).xp.empty_like(x)
+    out[...] = values
+    return out
