@@ -167,3 +167,18 @@ def test_parallel_for_runs_every_item_and_raises_errors(restore_threads):
 def test_set_num_threads_rejects_non_positive_ints(bad):
     with pytest.raises(ValueError, match="set_num_threads"):
         threads.set_num_threads(bad)
+
+
+@pytest.mark.parametrize(("m", "k", "n"), [(7, 5, 300), (300, 6, 9), (1, 40, 1000), (33, 17, 33)])
+def test_split_matmul_matches_plain_on_any_thread_count(monkeypatch, restore_threads, m, k, n):
+    monkeypatch.setattr(P, "MATMUL_BLOCK_MACS", 64)
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = np.asfortranarray(rng.standard_normal((k, n)).astype(np.float32))
+    results = []
+    for count in (1, 2, 3):
+        threads.set_num_threads(count)
+        results.append(P.matmul(a, b))
+    np.testing.assert_allclose(results[0], P.matmul_plain(a, b), rtol=1e-5, atol=1e-5)
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])

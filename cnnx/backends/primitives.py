@@ -36,8 +36,12 @@ from cnnx.backends.threads import num_threads, parallel_for, thread_buffer
 Pair = tuple[int, int]
 
 #: Bytes of columns per chunk in the CPU convolution: about what stays in a core's cache
-#: (L2 plus part of L3) while the chunk is unfolded and multiplied.
-CONV_CHUNK_BYTES = 4 << 20
+#: while the chunk is unfolded and multiplied.
+CONV_CHUNK_BYTES = 2 << 20
+#: Multiply-adds per block of a CPU matrix product split over threads.
+MATMUL_BLOCK_MACS = 1 << 22
+#: Most blocks a CPU matrix product is split into.
+MATMUL_MAX_BLOCKS = 16
 #: Bytes of input per work item in the CPU max pooling.
 POOL_CHUNK_BYTES = 1 << 20
 #: Below this many elements an elementwise primitive runs on one thread.
@@ -52,6 +56,50 @@ def _im2col_fn() -> Any:
     from cnnx.nn import functional as F  # layers' module; imported late (it imports backends)
 
     return F
+
+
+# --------------------------------------------------------------------------- matrix product
+
+
+def matmul_plain(a: Any, b: Any) -> Any:
+    """``a @ b`` for 2-D arrays."""
+    return a @ b
+
+
+def matmul(a: Any, b: Any) -> Any:
+    """``a @ b`` for 2-D arrays ``(M, K) @ (K, N)``; see :func:`matmul_plain`.
+
+    On the CPU a large product is cut into blocks of output rows or columns (whichever
+    side is longer; the number of blocks depends on the shapes only) that run on
+    several threads. Every output element is still one dot product over all of K, so
+    the result does not depend on the thread count.
+    """
+    xp = get_array_module(a, b)
+    if xp is not np:
+        return matmul_plain(a, b)
+    m, k = a.shape
+    n = b.shape[1]
+    dtype = np.result_type(a.dtype, b.dtype)
+    blocks = int(min(MATMUL_MAX_BLOCKS, max(1, (m * n * k) // MATMUL_BLOCK_MACS), max(m, n)))
+    if blocks == 1:
+        out = np.empty((m, n), dtype=dtype)
+        parallel_for(lambda _: np.matmul(a, b, out=out), 1, uses_blas=True)
+        return out
+    along_rows = m >= n
+    length = m if along_rows else n
+    step = -(-length // blocks)
+    spans = [slice(s, min(s + step, length)) for s in range(0, length, step)]
+    out = np.empty((m, n), dtype=dtype)
+
+    def block(index: int) -> None:
+        part = spans[index]
+        if along_rows:
+            np.matmul(a[part], b, out=out[part])
+        else:
+            np.matmul(a, b[:, part], out=out[:, part])
+
+    parallel_for(block, len(spans), uses_blas=True)
+    return out
 
 
 # --------------------------------------------------------------------------- convolution
@@ -173,7 +221,9 @@ def _plan(x_shape: Any, kernel_size: Any, stride: Any, padding: Any, itemsize: i
 
 
 def _use_chunks(xp: Any, plan: _ConvPlan) -> bool:
-    return xp is np and plan.chunks > 1
+    # One chunk too goes this way on the CPU: its product then runs with one BLAS
+    # thread, like every product in the primitives (see cnnx.backends.threads).
+    return xp is np
 
 
 def im2col_matmul(

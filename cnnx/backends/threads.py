@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -137,11 +138,15 @@ def _one_blas_thread() -> Iterator[None]:
 
 
 def parallel_for(work: Callable[[int], None], count: int, uses_blas: bool = False) -> None:
-    """Run ``work(0) ... work(count - 1)``, on several threads when it pays.
+    """Run ``work(0) ... work(count - 1)``, on several threads when there are several items.
 
     Every item must write only its own part of the outputs, so that the order and
     the thread an item runs on do not matter. ``uses_blas``: the items call matrix
     products (see the module docstring). Exceptions from an item are raised here.
+
+    The calling thread works too, taking items from the same counter as the helper
+    threads: when the machine is busy and a helper is slow to be scheduled, the caller
+    simply does more of the items instead of waiting for it.
     """
     threads = num_threads()
     blas = _openblas() if uses_blas else None
@@ -156,8 +161,37 @@ def parallel_for(work: Callable[[int], None], count: int, uses_blas: bool = Fals
             for k in range(count):
                 work(k)
             return
-        for future in [_pool().submit(work, k) for k in range(count)]:
-            future.result()
+        _share(work, count, min(threads, count) - 1)
+
+
+def _share(work: Callable[[int], None], count: int, helpers: int) -> None:
+    items = itertools.count()  # next() on it is atomic under the GIL
+    unfinished = [count]
+    lock = threading.Lock()
+    finished = threading.Event()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        while True:
+            k = next(items)
+            if k >= count:
+                return
+            try:
+                work(k)
+            except BaseException as exc:  # re-raised in the caller
+                errors.append(exc)
+            with lock:
+                unfinished[0] -= 1
+                if unfinished[0] == 0:
+                    finished.set()
+
+    pool = _pool()
+    for _ in range(helpers):
+        pool.submit(run)
+    run()
+    finished.wait()
+    if errors:
+        raise errors[0]
 
 
 _local = threading.local()
