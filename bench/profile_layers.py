@@ -162,15 +162,19 @@ def profile_torch(args: argparse.Namespace) -> None:
 
     for _ in range(args.warmup):
         step()
-    t0 = time.perf_counter()
+    clock = CLOCKS[args.clock]
+    t0 = clock()
     for _ in range(args.steps):
         step()
-    wall = (time.perf_counter() - t0) / args.steps * 1e3
+    wall = (clock() - t0) / args.steps * 1e3
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(args.steps):
             step()
-    print(f"\n## torch {args.net}, batch {args.batch}, {args.optimizer}, "
-          f"{torch.get_num_threads()} threads: {wall:.2f} ms per step (unprofiled)\n")  # fmt: skip
+    threads = torch.get_num_threads()
+    print(
+        f"\n## torch {args.net}, batch {args.batch}, {args.optimizer}, {threads} threads: "
+        f"{wall:.2f} {args.clock} ms per step (unprofiled)\n"
+    )
     rows = []
     for ev in sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:18]:
         rows.append([ev.key, f"{ev.self_cpu_time_total / 1e3 / args.steps:.2f}",

@@ -38,6 +38,8 @@ Pair = tuple[int, int]
 #: Bytes of columns per chunk in the CPU convolution: about what stays in a core's cache
 #: while the chunk is unfolded and multiplied.
 CONV_CHUNK_BYTES = 2 << 20
+#: Fewest chunks a CPU convolution is cut into (where it has enough output rows).
+CONV_MIN_CHUNKS = 4
 #: Multiply-adds per block of a CPU matrix product split over threads.
 MATMUL_BLOCK_MACS = 1 << 22
 #: Most blocks a CPU matrix product is split into.
@@ -168,7 +170,11 @@ class _ConvPlan:
         # Chunks k and k + 2 must touch disjoint input rows, so that col2im can fold the
         # even chunks, then the odd ones, in parallel: kh <= (rows + 1)·sh.
         fewest = max(1, -(-kh // sh) - 1)
-        self.rows = max(fewest, CONV_CHUNK_BYTES // max(row_bytes, 1))
+        by_bytes = CONV_CHUNK_BYTES // max(row_bytes, 1)
+        # At least CONV_MIN_CHUNKS chunks where the rows allow, so that threads share
+        # even a small layer.
+        by_count = -(-self.oh // CONV_MIN_CHUNKS)
+        self.rows = max(fewest, min(by_bytes, by_count))
         self.starts = list(range(0, self.oh, self.rows))
 
     @property
@@ -190,7 +196,13 @@ def _padded_batch_last(x: Any, padding: Pair) -> Any:
         return F.batch_last(x)
     n, c, h, w = x.shape
     src = np.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=x.dtype)
-    src[:, ph : ph + h, pw : pw + w] = x.transpose(1, 2, 3, 0)
+    inner, xt = src[:, ph : ph + h, pw : pw + w], x.transpose(1, 2, 3, 0)
+    groups = _channel_groups(x.shape, x.dtype.itemsize)
+
+    def group(index: int) -> None:
+        inner[groups[index]] = xt[groups[index]]
+
+    parallel_for(group, len(groups))
     return src
 
 

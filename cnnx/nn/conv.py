@@ -111,7 +111,7 @@ class Conv2D(Module):
         gw = P.matmul_im2col_t(gy2, self._x, *self._geometry)
         self.weight.grad += gw.reshape(self.weight.grad.shape)
         if self.bias is not None:
-            self.bias.grad += gy2.sum(axis=1)
+            self.bias.grad += F.row_sums(gy2)
         return gy2
 
     def backward(self, gy: Any) -> Any:
