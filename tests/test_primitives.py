@@ -31,6 +31,7 @@ def small_chunks(monkeypatch):
     monkeypatch.setattr(P, "CONV_CHUNK_BYTES", 1)
     monkeypatch.setattr(P, "POOL_CHUNK_BYTES", 1)
     monkeypatch.setattr(P, "ELEMENTWISE_MIN_PARALLEL", 1)
+    monkeypatch.setattr(P, "MATMUL_BLOCK_MACS", 64)
     P._conv_plan.cache_clear()
     yield
     P._conv_plan.cache_clear()
@@ -182,3 +183,35 @@ def test_split_matmul_matches_plain_on_any_thread_count(monkeypatch, restore_thr
     np.testing.assert_allclose(results[0], P.matmul_plain(a, b), rtol=1e-5, atol=1e-5)
     for other in results[1:]:
         np.testing.assert_array_equal(other, results[0])
+
+
+def _train_two_steps(seed):
+    from cnnx import nn, optim
+
+    rng = np.random.default_rng(seed)
+    model = nn.Sequential(
+        nn.Conv2D(2, 4, 3, padding=1, rng=rng), nn.ReLU(inplace=True), nn.MaxPool2D(2),
+        nn.Conv2D(4, 6, 3, rng=rng), nn.ReLU(inplace=True), nn.MaxPool2D(2),
+        nn.Flatten(), nn.Linear(6 * 3 * 3, 5, rng=rng),
+    )  # fmt: skip
+    opt = optim.Adam(model.named_parameters(), lr=1e-2)
+    loss_fn = nn.SoftmaxCrossEntropy()
+    data = np.random.default_rng(seed + 1)
+    for _ in range(2):
+        x = data.standard_normal((7, 2, 16, 16)).astype(np.float32)
+        y = data.integers(0, 5, size=7)
+        loss_fn(model(x), y)
+        opt.zero_grad()
+        model.backward_params(loss_fn.backward())
+        opt.step()
+    return [p.data.copy() for p in model.parameters()]
+
+
+def test_training_gives_the_same_bits_on_any_thread_count(small_chunks, restore_threads):
+    results = []
+    for count in (1, 2, 3):
+        threads.set_num_threads(count)
+        results.append(_train_two_steps(seed=5))
+    for other in results[1:]:
+        for got, want in zip(other, results[0], strict=True):
+            np.testing.assert_array_equal(got, want)
