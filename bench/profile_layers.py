@@ -30,6 +30,8 @@ import zoo_models
 PRIMITIVES = [
     ("cnnx.nn.functional", "im2col", "im2col"),
     ("cnnx.nn.functional", "col2im", "col2im"),
+    ("cnnx.nn.pooling", "first_max", "pool fwd"),  # before cnnx.backends.primitives
+    ("cnnx.nn.pooling", "route", "pool bwd"),
     ("cnnx.backends.primitives", "im2col_matmul", "conv fwd: im2col + GEMM (+ bias)"),
     ("cnnx.backends.primitives", "matmul_im2col_t", "conv gW: im2col + GEMM"),
     ("cnnx.backends.primitives", "col2im_matmul", "conv gx: GEMM + col2im"),

@@ -29,6 +29,8 @@ CONV_GEOMETRIES = [
 def small_chunks(monkeypatch):
     """Chunks of a few output rows, so that small test arrays are cut into many chunks."""
     monkeypatch.setattr(P, "CONV_CHUNK_BYTES", 1)
+    monkeypatch.setattr(P, "CONV_MIN_SPLIT_BYTES", 1)
+    monkeypatch.setattr(P, "TINY_BYTES", 1)
     monkeypatch.setattr(P, "POOL_CHUNK_BYTES", 1)
     monkeypatch.setattr(P, "ELEMENTWISE_MIN_PARALLEL", 1)
     monkeypatch.setattr(P, "MATMUL_BLOCK_MACS", 64)
@@ -173,6 +175,7 @@ def test_set_num_threads_rejects_non_positive_ints(bad):
 @pytest.mark.parametrize(("m", "k", "n"), [(7, 5, 300), (300, 6, 9), (1, 40, 1000), (33, 17, 33)])
 def test_split_matmul_matches_plain_on_any_thread_count(monkeypatch, restore_threads, m, k, n):
     monkeypatch.setattr(P, "MATMUL_BLOCK_MACS", 64)
+    monkeypatch.setattr(P, "TINY_BYTES", 1)
     rng = np.random.default_rng(4)
     a = rng.standard_normal((m, k)).astype(np.float32)
     b = np.asfortranarray(rng.standard_normal((k, n)).astype(np.float32))

@@ -40,6 +40,10 @@ Pair = tuple[int, int]
 CONV_CHUNK_BYTES = 2 << 20
 #: Fewest chunks a CPU convolution is cut into (where it has enough output rows).
 CONV_MIN_CHUNKS = 4
+#: Convolutions with fewer bytes of columns than this run as one chunk.
+CONV_MIN_SPLIT_BYTES = 1 << 19
+#: Work this small (bytes of columns, or multiply-adds × item size) skips the threads.
+TINY_BYTES = 1 << 16
 #: Multiply-adds per block of a CPU matrix product split over threads.
 MATMUL_BLOCK_MACS = 1 << 22
 #: Most blocks a CPU matrix product is split into.
@@ -83,6 +87,8 @@ def matmul(a: Any, b: Any) -> Any:
     n = b.shape[1]
     dtype = np.result_type(a.dtype, b.dtype)
     blocks = int(min(MATMUL_MAX_BLOCKS, max(1, (m * n * k) // MATMUL_BLOCK_MACS), max(m, n)))
+    if m * n * k * dtype.itemsize < TINY_BYTES:
+        return matmul_plain(a, b)
     if blocks == 1:
         out = np.empty((m, n), dtype=dtype)
         parallel_for(lambda _: np.matmul(a, b, out=out), 1, uses_blas=True)
@@ -175,6 +181,11 @@ class _ConvPlan:
         # even a small layer.
         by_count = -(-self.oh // CONV_MIN_CHUNKS)
         self.rows = max(fewest, min(by_bytes, by_count))
+        if row_bytes * self.oh < CONV_MIN_SPLIT_BYTES:
+            self.rows = self.oh  # too little work to share: one chunk
+        # So little that BLAS would not start threads of its own anyway: the plain
+        # version computes exactly what one chunk would, without the thread machinery.
+        self.tiny = row_bytes * self.oh < TINY_BYTES
         self.starts = list(range(0, self.oh, self.rows))
 
     @property
@@ -235,7 +246,7 @@ def _plan(x_shape: Any, kernel_size: Any, stride: Any, padding: Any, itemsize: i
 def _use_chunks(xp: Any, plan: _ConvPlan) -> bool:
     # One chunk too goes this way on the CPU: its product then runs with one BLAS
     # thread, like every product in the primitives (see cnnx.backends.threads).
-    return xp is np
+    return xp is np and not plan.tiny
 
 
 def im2col_matmul(
