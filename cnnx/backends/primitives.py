@@ -45,9 +45,9 @@ CONV_MIN_SPLIT_BYTES = 1 << 19
 #: Work this small (bytes of columns, or multiply-adds × item size) skips the threads.
 TINY_BYTES = 1 << 16
 #: Multiply-adds per block of a CPU matrix product split over threads.
-MATMUL_BLOCK_MACS = 1 << 22
+MATMUL_BLOCK_MACS = 1 << 25
 #: Most blocks a CPU matrix product is split into.
-MATMUL_MAX_BLOCKS = 16
+MATMUL_MAX_BLOCKS = 4
 #: Bytes of input per work item in the CPU max pooling.
 POOL_CHUNK_BYTES = 1 << 20
 #: Below this many elements an elementwise primitive runs on one thread.
