@@ -218,3 +218,26 @@ def test_training_gives_the_same_bits_on_any_thread_count(small_chunks, restore_
     for other in results[1:]:
         for got, want in zip(other, results[0], strict=True):
             np.testing.assert_array_equal(got, want)
+
+
+def _three_steps(name, start, monkeypatch, min_parallel):
+    from cnnx import optim
+    from cnnx.nn import Parameter
+
+    monkeypatch.setattr(P, "ELEMENTWISE_MIN_PARALLEL", min_parallel)
+    param = Parameter(start.copy())
+    opt = getattr(optim, name)([param], lr=0.1)
+    grads = np.random.default_rng(7)
+    for _ in range(3):
+        param.grad[...] = grads.standard_normal(start.size).astype(np.float32)
+        opt.step()
+    return param.data
+
+
+@pytest.mark.parametrize("name", ["SGD", "Momentum", "Nesterov", "Adagrad", "RMSprop", "Adam"])
+def test_optimizer_update_in_parts_matches_one_call(monkeypatch, restore_threads, name):
+    threads.set_num_threads(3)
+    start = np.random.default_rng(6).standard_normal(1001).astype(np.float32)
+    in_parts = _three_steps(name, start, monkeypatch, min_parallel=1)
+    whole = _three_steps(name, start, monkeypatch, min_parallel=1 << 40)
+    np.testing.assert_array_equal(in_parts, whole)

@@ -591,3 +591,28 @@ def relu_backward(gy: Any, y: Any, inplace: bool = False) -> Any:
 
     parallel_for(part, len(parts))
     return out
+
+
+# --------------------------------------------------------------------------- optimizer
+
+
+def elementwise_update(update: Any, p: Any, g: Any, state: dict[str, Any]) -> None:
+    """``update(p, g, state)`` for an update rule that is elementwise in flat arrays.
+
+    On the CPU, large flat buffers are cut into parts that run on several threads;
+    every element is computed exactly as in one call, whatever the thread count.
+    ``state`` must already hold every array the rule uses.
+    """
+    if get_array_module(p) is not np or p.ndim != 1:
+        update(p, g, state)
+        return
+    parts = _elementwise_parts(p.size)
+    if len(parts) == 1:
+        update(p, g, state)
+        return
+
+    def part(index: int) -> None:
+        s = parts[index]
+        update(p[s], g[s], {key: value[s] for key, value in state.items()})
+
+    parallel_for(part, len(parts))
