@@ -158,12 +158,20 @@ def col2im_matmul_plain(
 
 
 class _ConvPlan:
-    """How the CPU convolution cuts one geometry into row chunks (shapes only)."""
+    """How the CPU convolution cuts one geometry into row chunks (shapes only).
+
+    ``fold``: the chunks are for col2im, whose even chunks must touch disjoint input rows.
+    """
 
     def __init__(
-        self, x_shape: tuple[int, ...], kernel_size: Pair, stride: Pair, padding: Pair, size: int
+        self,
+        x_shape: tuple[int, ...],
+        kernel_size: Pair,
+        stride: Pair,
+        padding: Pair,
+        itemsize: int,
+        fold: bool,
     ):
-        itemsize = size
         n, c, h, w = x_shape
         (kh, kw), sh, (ph, pw) = kernel_size, stride[0], padding
         F = _im2col_fn()
@@ -175,7 +183,7 @@ class _ConvPlan:
         row_bytes = self.k * self.ow * n * itemsize
         # Chunks k and k + 2 must touch disjoint input rows, so that col2im can fold the
         # even chunks, then the odd ones, in parallel: kh <= (rows + 1)·sh.
-        fewest = max(1, -(-kh // sh) - 1)
+        fewest = max(1, -(-kh // sh) - 1) if fold else 1
         by_bytes = CONV_CHUNK_BYTES // max(row_bytes, 1)
         # At least CONV_MIN_CHUNKS chunks where the rows allow, so that threads share
         # even a small layer.
@@ -232,14 +240,21 @@ def _unfold_rows(src: Any, plan: _ConvPlan, index: int, kernel_size: Pair, strid
 
 @functools.lru_cache(maxsize=128)
 def _conv_plan(
-    x_shape: tuple[int, ...], kernel_size: Pair, stride: Pair, padding: Pair, itemsize: int
+    x_shape: tuple[int, ...],
+    kernel_size: Pair,
+    stride: Pair,
+    padding: Pair,
+    itemsize: int,
+    fold: bool,
 ) -> _ConvPlan:
-    return _ConvPlan(x_shape, kernel_size, stride, padding, itemsize)
+    return _ConvPlan(x_shape, kernel_size, stride, padding, itemsize, fold)
 
 
-def _plan(x_shape: Any, kernel_size: Any, stride: Any, padding: Any, itemsize: int) -> _ConvPlan:
+def _plan(
+    x_shape: Any, kernel_size: Any, stride: Any, padding: Any, itemsize: int, fold: bool = False
+) -> _ConvPlan:
     return _conv_plan(
-        tuple(x_shape), tuple(kernel_size), tuple(stride), tuple(padding), int(itemsize)
+        tuple(x_shape), tuple(kernel_size), tuple(stride), tuple(padding), int(itemsize), fold
     )
 
 
@@ -308,7 +323,7 @@ def col2im_matmul(
     order on any number of threads.
     """
     xp = get_array_module(gy)
-    plan = _plan(x_shape, kernel_size, stride, padding, gy.itemsize)
+    plan = _plan(x_shape, kernel_size, stride, padding, gy.itemsize, fold=True)
     if not _use_chunks(xp, plan):
         return col2im_matmul_plain(wt, gy, x_shape, kernel_size, stride, padding)
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
