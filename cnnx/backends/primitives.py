@@ -298,18 +298,20 @@ def matmul_im2col_t(gy: Any, x: Any, kernel_size: Pair, stride: Pair, padding: P
     if not _use_chunks(xp, plan):
         return matmul_im2col_t_plain(gy, x, kernel_size, stride, padding)
     src = _padded_batch_last(x, padding)
-    partial = np.empty((plan.chunks, gy.shape[0], plan.k), dtype=gy.dtype)
+    # Each chunk's sum is computed as col · gyᵀ, the transpose of gy · colᵀ: OpenBLAS ran
+    # this orientation faster on the zoo's layers (see docs/performance.md).
+    partial = np.empty((plan.chunks, plan.k, gy.shape[0]), dtype=gy.dtype)
 
     def chunk(index: int) -> None:
         _, rows, a = plan.span(index)
         col = _unfold_rows(src, plan, index, kernel_size, stride)
-        np.matmul(gy[:, a : a + rows * plan.ow * plan.n], col.T, out=partial[index])
+        np.matmul(col, gy[:, a : a + rows * plan.ow * plan.n].T, out=partial[index])
 
     parallel_for(chunk, plan.chunks, uses_blas=True)
     total = partial[0]
     for index in range(1, plan.chunks):
         total += partial[index]
-    return total
+    return total.T
 
 
 def col2im_matmul(
