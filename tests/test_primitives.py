@@ -241,3 +241,21 @@ def test_optimizer_update_in_parts_matches_one_call(monkeypatch, restore_threads
     in_parts = _three_steps(name, start, monkeypatch, min_parallel=1)
     whole = _three_steps(name, start, monkeypatch, min_parallel=1 << 40)
     np.testing.assert_array_equal(in_parts, whole)
+
+
+def test_thread_buffers_never_leak_into_outputs(small_chunks, restore_threads):
+    from cnnx import nn
+
+    threads.set_num_threads(2)
+    conv, pool = nn.Conv2D(2, 3, 3, padding=1, rng=0), nn.MaxPool2D(2)
+    rng = np.random.default_rng(8)
+    x1, x2 = (rng.random((3, 2, 10, 10), dtype=np.float32) for _ in range(2))
+    y1 = pool(conv(x1))
+    kept = np.array(y1)
+    g1 = conv.backward(pool.backward(np.ones_like(y1)))
+    kept_g, kept_w = np.array(g1), conv.weight.grad.copy()
+    y2 = pool(conv(x2))
+    conv.backward(pool.backward(np.ones_like(y2)))
+    np.testing.assert_array_equal(y1, kept)
+    np.testing.assert_array_equal(g1, kept_g)
+    assert not np.array_equal(conv.weight.grad, kept_w)  # the second backward did add
