@@ -232,9 +232,16 @@ def _unfold_rows(src: Any, plan: _ConvPlan, index: int, kernel_size: Pair, strid
     cols = rows * plan.ow * plan.n
     col = thread_buffer("conv_col", plan.k * cols, src.dtype)
     col6 = col.reshape(plan.c, kh, kw, rows, plan.ow, plan.n)
-    for i in range(kh):
-        for j in range(kw):
-            col6[:, i, j] = src[:, _window(r0 * sh + i, rows, sh), _window(j, plan.ow, sw)]
+    # The KH×KW loop of strided slices, as one strided view and one copy: a single NumPy
+    # call holds the GIL once instead of KH·KW times, so chunks on other threads run.
+    s_c, s_h, s_w, s_n = src.strides
+    windows = np.lib.stride_tricks.as_strided(
+        src[:, r0 * sh :],
+        shape=col6.shape,
+        strides=(s_c, s_h, s_w, s_h * sh, s_w * sw, s_n),
+        writeable=False,
+    )
+    np.copyto(col6, windows)
     return col.reshape(plan.k, cols)
 
 
