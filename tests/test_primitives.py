@@ -259,3 +259,16 @@ def test_thread_buffers_never_leak_into_outputs(small_chunks, restore_threads):
     np.testing.assert_array_equal(y1, kept)
     np.testing.assert_array_equal(g1, kept_g)
     assert not np.array_equal(conv.weight.grad, kept_w)  # the second backward did add
+
+
+@pytest.mark.parametrize("b_order", ["C", "F"])
+def test_matmul_tn_matches_plain(restore_threads, b_order):
+    rng = np.random.default_rng(9)
+    a = rng.standard_normal((64, 10)).astype(np.float32)
+    b = np.asarray(rng.standard_normal((64, 300)).astype(np.float32), order=b_order)
+    results = []
+    for count in (1, 3):
+        threads.set_num_threads(count)
+        results.append(P.matmul_tn(a, b))
+    np.testing.assert_allclose(results[0], P.matmul_tn_plain(a, b), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(results[1], results[0])

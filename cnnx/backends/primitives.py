@@ -47,7 +47,7 @@ TINY_BYTES = 1 << 16
 #: Multiply-adds per block of a CPU matrix product split over threads.
 MATMUL_BLOCK_MACS = 1 << 25
 #: Most blocks a CPU matrix product is split into.
-MATMUL_MAX_BLOCKS = 4
+MATMUL_MAX_BLOCKS = 2
 #: Bytes of input per work item in the CPU max pooling.
 POOL_CHUNK_BYTES = 1 << 20
 #: Below this many elements an elementwise primitive runs on one thread.
@@ -108,6 +108,23 @@ def matmul(a: Any, b: Any) -> Any:
 
     parallel_for(block, len(spans), uses_blas=True)
     return out
+
+
+def matmul_tn_plain(a: Any, b: Any) -> Any:
+    """``aᵀ @ b`` for 2-D arrays ``(K, M)`` and ``(K, N)``: e.g. a dense layer's ``gW = gyᵀ·x``."""
+    return a.T @ b
+
+
+def matmul_tn(a: Any, b: Any) -> Any:
+    """``aᵀ @ b``; see :func:`matmul_tn_plain`.
+
+    On the CPU, when ``bᵀ`` is C-contiguous (a batch-last activation flattened), it is
+    computed as ``(bᵀ @ a)ᵀ``: the same products, in the orientation OpenBLAS ran faster
+    (docs/performance.md); equal up to rounding, deterministic.
+    """
+    if get_array_module(a, b) is np and b.T.flags.c_contiguous and not b.flags.c_contiguous:
+        return matmul(b.T, a).T
+    return matmul(a.T, b)
 
 
 # --------------------------------------------------------------------------- convolution

@@ -64,7 +64,7 @@ class Linear(Module):
         """Add into weight/bias grads without computing the input gradient."""
         if self._x is None:
             raise RuntimeError(f"{self!r}: backward() called before forward()")
-        self.weight.grad += P.matmul(gy.T, self._x)
+        self.weight.grad += P.matmul_tn(gy, self._x)  # gW = gyᵀ·x
         if self.bias is not None:
             self.bias.grad += F.column_sums(gy)
 
