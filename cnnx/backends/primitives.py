@@ -202,6 +202,8 @@ class _ConvPlan:
         # even chunks, then the odd ones, in parallel: kh <= (rows + 1)·sh.
         fewest = max(1, -(-kh // sh) - 1) if fold else 1
         by_bytes = CONV_CHUNK_BYTES // max(row_bytes, 1)
+        #: Rows multiplied and folded at a time inside one chunk (cache-sized).
+        self.sub_rows = max(1, by_bytes)
         # At least CONV_MIN_CHUNKS chunks where the rows allow, so that threads share
         # even a small layer.
         by_count = -(-self.oh // CONV_MIN_CHUNKS)
@@ -357,14 +359,19 @@ def col2im_matmul(
     gx = np.zeros(plan.padded, dtype=gy.dtype)
 
     def chunk(index: int) -> None:
-        r0, rows, a = plan.span(index)
-        cols = rows * plan.ow * plan.n
-        gcol = thread_buffer("conv_gcol", plan.k * cols, gy.dtype)
-        np.matmul(wt, gy[:, a : a + cols], out=gcol.reshape(plan.k, cols))
-        gcol6 = gcol.reshape(c, kh, kw, rows, plan.ow, plan.n)
-        for i in range(kh):
-            for j in range(kw):
-                gx[:, _window(r0 * sh + i, rows, sh), _window(j, plan.ow, sw)] += gcol6[:, i, j]
+        first, count, _ = plan.span(index)
+        # A chunk is at least KH/SH − 1 rows; it is worked through a few rows at a time,
+        # in order, so that each piece of columns is folded while still in the cache.
+        for r0 in range(first, first + count, plan.sub_rows):
+            rows = min(plan.sub_rows, first + count - r0)
+            a, cols = r0 * plan.ow * plan.n, rows * plan.ow * plan.n
+            gcol = thread_buffer("conv_gcol", plan.k * cols, gy.dtype)
+            np.matmul(wt, gy[:, a : a + cols], out=gcol.reshape(plan.k, cols))
+            gcol6 = gcol.reshape(c, kh, kw, rows, plan.ow, plan.n)
+            for i in range(kh):
+                for j in range(kw):
+                    rows_in, cols_in = _window(r0 * sh + i, rows, sh), _window(j, plan.ow, sw)
+                    gx[:, rows_in, cols_in] += gcol6[:, i, j]
 
     for parity in (0, 1):
         indices = range(parity, plan.chunks, 2)
