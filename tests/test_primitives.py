@@ -25,10 +25,10 @@ CONV_GEOMETRIES = [
 ]
 
 
-@pytest.fixture
-def small_chunks(monkeypatch):
-    """Chunks of a few output rows, so that small test arrays are cut into many chunks."""
-    monkeypatch.setattr(P, "CONV_CHUNK_BYTES", 1)
+@pytest.fixture(params=[1, 20_000], ids=["pieces-of-rows", "pieces-of-several-rows"])
+def small_chunks(monkeypatch, request):
+    """Tiny chunks and pieces, so that small test arrays are cut into many of them."""
+    monkeypatch.setattr(P, "CONV_CHUNK_BYTES", request.param)
     monkeypatch.setattr(P, "CONV_MIN_SPLIT_BYTES", 1)
     monkeypatch.setattr(P, "TINY_BYTES", 1)
     monkeypatch.setattr(P, "POOL_CHUNK_BYTES", 1)

@@ -202,8 +202,6 @@ class _ConvPlan:
         # even chunks, then the odd ones, in parallel: kh <= (rows + 1)·sh.
         fewest = max(1, -(-kh // sh) - 1) if fold else 1
         by_bytes = CONV_CHUNK_BYTES // max(row_bytes, 1)
-        #: Rows multiplied and folded at a time inside one chunk (cache-sized).
-        self.sub_rows = max(1, by_bytes)
         # At least CONV_MIN_CHUNKS chunks where the rows allow, so that threads share
         # even a small layer.
         by_count = -(-self.oh // CONV_MIN_CHUNKS)
@@ -214,16 +212,41 @@ class _ConvPlan:
         # version computes exactly what one chunk would, without the thread machinery.
         self.tiny = row_bytes * self.oh < TINY_BYTES
         self.starts = list(range(0, self.oh, self.rows))
+        # Pieces of a chunk that fit the cache: several rows, or, where one output row
+        # alone is larger than CONV_CHUNK_BYTES, part of a row (not for col2im, whose
+        # folding ran slower on part-rows, with shorter runs to add into).
+        self.piece_rows = max(1, by_bytes)
+        parts = 1 if by_bytes or fold else -(-row_bytes // CONV_CHUNK_BYTES)
+        self.piece_width = -(-self.ow // parts)
 
     @property
     def chunks(self) -> int:
         return len(self.starts)
 
-    def span(self, index: int) -> tuple[int, int, int]:
-        """``(first output row, rows, first column in the (O, OH·OW·N) matrix)``."""
-        r0 = self.starts[index]
-        rows = min(self.rows, self.oh - r0)
-        return r0, rows, r0 * self.ow * self.n
+    def pieces(self, index: int) -> list[tuple[int, int, int, int]]:
+        """Cache-sized ``(first row, rows, first column, columns)`` of chunk ``index``.
+
+        A piece of fewer than ``OW`` columns is one row high, so that its outputs are
+        one contiguous run of the ``(O, OH·OW·N)`` matrix.
+        """
+        first = self.starts[index]
+        last = min(first + self.rows, self.oh)
+        out = []
+        for r0 in range(first, last, self.piece_rows):
+            rows = min(self.piece_rows, last - r0)
+            if self.piece_width >= self.ow:
+                out.append((r0, rows, 0, self.ow))
+            else:
+                out += [
+                    (r, 1, c0, min(self.piece_width, self.ow - c0))
+                    for r in range(r0, r0 + rows)
+                    for c0 in range(0, self.ow, self.piece_width)
+                ]
+        return out
+
+    def offset(self, r0: int, c0: int) -> int:
+        """Column of output ``(r0, c0)`` in the ``(O, OH·OW·N)`` matrix."""
+        return (r0 * self.ow + c0) * self.n
 
 
 def _padded_batch_last(x: Any, padding: Pair) -> Any:
@@ -244,18 +267,20 @@ def _padded_batch_last(x: Any, padding: Pair) -> Any:
     return src
 
 
-def _unfold_rows(src: Any, plan: _ConvPlan, index: int, kernel_size: Pair, stride: Pair) -> Any:
-    """im2col of output rows ``span(index)`` into this thread's buffer, as ``(K, cols)``."""
-    r0, rows, _ = plan.span(index)
+def _unfold(
+    src: Any, plan: _ConvPlan, piece: tuple[int, int, int, int], kernel_size: Pair, stride: Pair
+) -> Any:
+    """im2col of one piece of output positions into this thread's buffer, as ``(K, cols)``."""
+    r0, rows, c0, width = piece
     (kh, kw), (sh, sw) = kernel_size, stride
-    cols = rows * plan.ow * plan.n
+    cols = rows * width * plan.n
     col = thread_buffer("conv_col", plan.k * cols, src.dtype)
-    col6 = col.reshape(plan.c, kh, kw, rows, plan.ow, plan.n)
+    col6 = col.reshape(plan.c, kh, kw, rows, width, plan.n)
     # The KH×KW loop of strided slices, as one strided view and one copy: a single NumPy
     # call holds the GIL once instead of KH·KW times, so chunks on other threads run.
     s_c, s_h, s_w, s_n = src.strides
     windows = np.lib.stride_tricks.as_strided(
-        src[:, r0 * sh :],
+        src[:, r0 * sh :, c0 * sw :],
         shape=col6.shape,
         strides=(s_c, s_h, s_w, s_h * sh, s_w * sw, s_n),
         writeable=False,
@@ -302,11 +327,12 @@ def im2col_matmul(
     y = np.empty((w.shape[0], plan.oh * plan.ow * plan.n), dtype=x.dtype)
 
     def chunk(index: int) -> None:
-        _, rows, a = plan.span(index)
-        out = y[:, a : a + rows * plan.ow * plan.n]
-        np.matmul(w, _unfold_rows(src, plan, index, kernel_size, stride), out=out)
-        if bias is not None:
-            out += bias[:, None]
+        for piece in plan.pieces(index):
+            a = plan.offset(piece[0], piece[2])
+            out = y[:, a : a + piece[1] * piece[3] * plan.n]
+            np.matmul(w, _unfold(src, plan, piece, kernel_size, stride), out=out)
+            if bias is not None:
+                out += bias[:, None]
 
     parallel_for(chunk, plan.chunks, uses_blas=True)
     return y
@@ -329,9 +355,15 @@ def matmul_im2col_t(gy: Any, x: Any, kernel_size: Pair, stride: Pair, padding: P
     partial = np.empty((plan.chunks, plan.k, gy.shape[0]), dtype=gy.dtype)
 
     def chunk(index: int) -> None:
-        _, rows, a = plan.span(index)
-        col = _unfold_rows(src, plan, index, kernel_size, stride)
-        np.matmul(col, gy[:, a : a + rows * plan.ow * plan.n].T, out=partial[index])
+        for number, piece in enumerate(plan.pieces(index)):
+            a = plan.offset(piece[0], piece[2])
+            col = _unfold(src, plan, piece, kernel_size, stride)
+            part = gy[:, a : a + piece[1] * piece[3] * plan.n].T
+            if number == 0:
+                np.matmul(col, part, out=partial[index])
+            else:
+                more = thread_buffer("conv_gw", partial[index].size, gy.dtype)
+                partial[index] += np.matmul(col, part, out=more.reshape(partial[index].shape))
 
     parallel_for(chunk, plan.chunks, uses_blas=True)
     total = partial[0]
@@ -359,18 +391,19 @@ def col2im_matmul(
     gx = np.zeros(plan.padded, dtype=gy.dtype)
 
     def chunk(index: int) -> None:
-        first, count, _ = plan.span(index)
-        # A chunk is at least KH/SH − 1 rows; it is worked through a few rows at a time,
-        # in order, so that each piece of columns is folded while still in the cache.
-        for r0 in range(first, first + count, plan.sub_rows):
-            rows = min(plan.sub_rows, first + count - r0)
-            a, cols = r0 * plan.ow * plan.n, rows * plan.ow * plan.n
+        # A chunk is at least KH/SH − 1 rows; it is worked through piece by piece, in
+        # order, so that each piece of columns is folded while still in the cache.
+        for r0, rows, c0, width in plan.pieces(index):
+            a, cols = plan.offset(r0, c0), rows * width * plan.n
             gcol = thread_buffer("conv_gcol", plan.k * cols, gy.dtype)
             np.matmul(wt, gy[:, a : a + cols], out=gcol.reshape(plan.k, cols))
-            gcol6 = gcol.reshape(c, kh, kw, rows, plan.ow, plan.n)
+            gcol6 = gcol.reshape(c, kh, kw, rows, width, plan.n)
             for i in range(kh):
                 for j in range(kw):
-                    rows_in, cols_in = _window(r0 * sh + i, rows, sh), _window(j, plan.ow, sw)
+                    rows_in, cols_in = (
+                        _window(r0 * sh + i, rows, sh),
+                        _window(c0 * sw + j, width, sw),
+                    )
                     gx[:, rows_in, cols_in] += gcol6[:, i, j]
 
     for parity in (0, 1):
