@@ -11,12 +11,15 @@ computes the same thing with less memory traffic and on several cores:
 - max pooling (``maxpool_forward``, ``maxpool_backward``): separable first-maximum
   comparisons with uint8 index arithmetic, channel by channel on several threads.
 - ReLU (``relu_forward``, ``relu_backward``): split over threads.
+- matrix products (``matmul``, ``matmul_tn``) and optimizer rules
+  (``elementwise_update``): large ones in blocks or parts on several threads.
 
 Which version runs is decided by the array module and the shapes only: CuPy always runs
-the plain version, and the CPU strategy depends on no thread count. Results agree with
-the plain versions exactly where no sum is reordered (pooling, ReLU, the forward
-convolution's products), and up to float rounding for the weight gradient, whose sum over
-positions is taken chunk by chunk (in a fixed order, so it is deterministic).
+the plain version, and the CPU strategy depends on no thread count. Pooling, ReLU and the
+optimizer rules agree with the plain versions exactly; products agree up to float
+rounding (BLAS may add a dot product's terms in another order for pieces of another
+size, and a weight gradient's sum over positions is taken chunk by chunk), always in
+the same way for the same shapes, so the results are deterministic.
 ``tests/test_primitives.py`` checks both.
 
 Activations are batch-last, ``(C, H, W, N)`` in memory, as described in
