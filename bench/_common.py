@@ -119,6 +119,25 @@ def blas_runtime() -> dict[str, Any]:
     return info
 
 
+def blas_kernel() -> str:
+    """The BLAS library, version, CPU kernel and threads NumPy uses, as threadpoolctl reports
+    them (``architecture`` is the kernel OpenBLAS chose for this CPU)."""
+    import numpy  # noqa: F401  (load the BLAS first)
+
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown (threadpoolctl not installed)"
+    pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    if not pools:
+        return "no BLAS found by threadpoolctl"
+    return "; ".join(
+        f"{p.get('internal_api')} {p.get('version')} kernel={p.get('architecture', '?')} "
+        f"threads={p.get('num_threads')}"
+        for p in pools
+    )
+
+
 def numpy_build_blas() -> str:
     """Name and version of the BLAS NumPy was built against, from ``numpy.show_config``."""
     import numpy as np
@@ -196,6 +215,12 @@ def machine_report(threads: int) -> list[tuple[str, str]]:
         ("python", platform.python_version()),
         ("numpy", f"{np.__version__}, built with {numpy_build_blas()}"),
         ("numpy BLAS at runtime", f"{blas['config']}; threads={blas['threads']}"),
+        ("BLAS (threadpoolctl)", blas_kernel()),
+        (
+            "OPENBLAS_* env",
+            " ".join(f"{k}={v}" for k, v in os.environ.items() if k.startswith("OPENBLAS_"))
+            or "(none set)",
+        ),
         ("torch", torch_version()),
         ("cnnx", cnnx_version()),
     ]
@@ -440,6 +465,17 @@ def make_cnnx_trainer(
     model = cnnx.models.get(model_name, seed=seed)
     model.to(dev)
     opt = cnnx.optim.Adam(model.named_parameters(), lr=lr, beta1=beta1, beta2=beta2)
+    return make_cnnx_step(model, opt, dev), dev.synchronize, dev
+
+
+def make_cnnx_step(model: Any, opt: Any, dev: Any) -> StepFn:
+    """``step(x_host, y_host) -> loss`` for a cnnx model on ``dev`` and its optimizer.
+
+    Forward, softmax cross-entropy, ``opt.zero_grad()``, ``model.backward_params`` and
+    ``opt.step()``; the loss is returned as a 0-d device array, not synchronised.
+    """
+    import cnnx
+
     # Labels are checked once when a data set is loaded, so the per-step range check is
     # off, as in cnnx.fit.
     loss_fn = cnnx.nn.SoftmaxCrossEntropy(check_targets=False)
@@ -458,7 +494,7 @@ def make_cnnx_trainer(
         opt.step()
         return loss
 
-    return step, dev.synchronize, dev
+    return step
 
 
 def cnnx_missing() -> str | None:

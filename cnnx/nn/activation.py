@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cnnx.backends import get_array_module
+from cnnx.backends import primitives as P
 from cnnx.nn.module import Module
 
 
@@ -36,35 +37,18 @@ class ReLU(_Elementwise):
     def __init__(self, inplace: bool = False) -> None:
         super().__init__()
         self.inplace = bool(inplace)
-        self._zeros: Any = None
 
     def extra_repr(self) -> str:
         return "inplace=True" if self.inplace else ""
 
-    def _reset_cache(self) -> None:
-        super()._reset_cache()
-        self._zeros = None
-
     def forward(self, x: Any) -> Any:
-        xp = get_array_module(x)
-        zeros = self._zeros
-        # NumPy's maximum against a scalar is several times slower than against
-        # an array of the same layout, so one zero array is kept and reused.
-        if (
-            zeros is None
-            or zeros.shape != x.shape
-            or zeros.strides != x.strides
-            or (zeros.dtype != x.dtype or get_array_module(zeros) is not xp)
-        ):
-            zeros = self._zeros = xp.zeros_like(x)
-        y = xp.maximum(x, zeros, out=x if self.inplace else None)
+        y = P.relu_forward(x, inplace=self.inplace)
         self._saved = y
         return y
 
     def backward(self, gy: Any) -> Any:
         y = self._require_saved()
-        # Multiplying by the boolean mask directly beats converting it to floats first.
-        return get_array_module(gy).multiply(gy, y > 0, out=gy if self.inplace else None)
+        return P.relu_backward(gy, y, inplace=self.inplace)
 
 
 class LeakyReLU(_Elementwise):

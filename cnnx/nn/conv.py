@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnx.backends import Scratch, get_array_module
+from cnnx.backends import primitives as P
 from cnnx.nn import functional as F
 from cnnx.nn.init import InitSpec, RngLike, init_weight
 from cnnx.nn.module import Module, Parameter
@@ -31,9 +31,10 @@ class Conv2D(Module):
         ``(N, O, OH, OW)`` with ``OH = (H + 2·PH − KH) // SH + 1``. The output is a
         channel-major view (see :mod:`cnnx.nn.functional`).
 
-    The forward pass is one im2col and one matrix product for the whole batch. In
-    training mode the column matrix is kept for the backward pass; in eval mode
-    only the input is kept and columns are rebuilt if backward is called.
+    The forward pass is ``y = W·col + b`` with ``col = im2col(x)``; the backward pass
+    is ``gW = gy·colᵀ``, ``gb = Σ gy`` and ``gx = col2im(Wᵀ·gy)``. Only the input is
+    kept between the passes: the primitives in :mod:`cnnx.backends.primitives` rebuild
+    columns where they need them (on the CPU a cache-sized chunk at a time).
     """
 
     def __init__(
@@ -68,8 +69,6 @@ class Conv2D(Module):
         self.weight = Parameter(init_weight((out_channels, in_channels, kh, kw), fan_in, init, rng))
         self.bias = Parameter(np.zeros(out_channels, dtype=np.float32)) if bias else None
         self._x: Any = None
-        self._col: Any = None
-        self._scratch = Scratch()  # columns and their gradient, reused across steps
 
     def extra_repr(self) -> str:
         kh, kw = self.kernel_size
@@ -85,44 +84,42 @@ class Conv2D(Module):
 
     def _reset_cache(self) -> None:
         self._x = None
-        self._col = None
-        self._scratch.clear()
 
     def forward(self, x: Any) -> Any:
         """``(N, C, H, W)`` -> ``(N, O, OH, OW)`` in the input's dtype (stored batch-last)."""
         self._check_input(x, "NCHW", C=self.in_channels)
         n = x.shape[0]
-        col = im2col_checked(self, x)
-        oh, ow = col.shape[3:5]
+        oh, ow = output_size(self, x)
         o = self.out_channels
-        y = self.weight.data.reshape(o, -1) @ col.reshape(-1, oh * ow * n)
-        if self.bias is not None:
-            y += self.bias.data[:, None]
+        bias = self.bias.data if self.bias is not None else None
+        # y = W·im2col(x) + b, as (O, OH·OW·N): the output in batch-last memory.
+        y = P.im2col_matmul(self.weight.data.reshape(o, -1), x, *self._geometry, bias=bias)
         self._x = x
-        self._col = col if self.training else None
         return y.reshape(o, oh, ow, n).transpose(3, 0, 1, 2)
 
-    def _param_grads(self, gy: Any) -> tuple[Any, Any]:
-        """Add into weight/bias grads; return ``(gy as (O, OH·OW·N), columns)``."""
+    @property
+    def _geometry(self) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+        return self.kernel_size, self.stride, self.padding
+
+    def _param_grads(self, gy: Any) -> Any:
+        """Add into weight/bias grads; return ``gy`` as ``(O, OH·OW·N)``."""
         if self._x is None:
             raise RuntimeError(f"{self!r}: backward() called before forward()")
-        col = self._col if self._col is not None else im2col_checked(self, self._x)
         o = self.out_channels
         gy2 = gy.transpose(1, 2, 3, 0).reshape(o, -1)  # free when gy is stored batch-last
-        col2 = col.reshape(-1, gy2.shape[1])
-        self.weight.grad += (gy2 @ col2.T).reshape(self.weight.grad.shape)
+        # gW = gy·im2col(x)ᵀ, gb = Σ gy over positions and samples.
+        gw = P.matmul_im2col_t(gy2, self._x, *self._geometry)
+        self.weight.grad += gw.reshape(self.weight.grad.shape)
         if self.bias is not None:
-            self.bias.grad += gy2.sum(axis=1)
-        return gy2, col
+            self.bias.grad += F.row_sums(gy2)
+        return gy2
 
     def backward(self, gy: Any) -> Any:
         """``gy (N, O, OH, OW)`` -> ``gx (N, C, H, W)``; adds into weight/bias grads."""
-        gy2, col = self._param_grads(gy)
-        xp = get_array_module(gy2)
-        gcol = self._scratch.empty("gcol", col.shape, gy2.dtype, xp)
+        gy2 = self._param_grads(gy)
         weight_t = self.weight.data.reshape(self.out_channels, -1).T
-        xp.matmul(weight_t, gy2, out=gcol.reshape(-1, gy2.shape[1]))
-        return F.col2im(gcol, self._x.shape, self.stride, self.padding)
+        # gx = col2im(Wᵀ·gy)
+        return P.col2im_matmul(weight_t, gy2, self._x.shape, *self._geometry)
 
     def backward_params(self, gy: Any) -> None:
         """Like :meth:`backward` but only accumulates parameter gradients (no ``gx``).
@@ -132,13 +129,12 @@ class Conv2D(Module):
         self._param_grads(gy)
 
 
-def im2col_checked(layer: Conv2D, x: Any) -> Any:
-    """im2col for ``layer`` into its scratch memory; a window that does not fit is a named error."""
+def output_size(layer: Conv2D, x: Any) -> tuple[int, int]:
+    """``(OH, OW)`` of ``layer`` for input ``x``; a window that does not fit is a named error."""
     try:
         shape = F.im2col_shape(x.shape, layer.kernel_size, layer.stride, layer.padding)
     except ValueError as exc:  # only the window-size arithmetic is relabelled
         raise ValueError(
             f"{layer!r}: input of shape {tuple(x.shape)} is too small: {exc}"
         ) from None
-    out = layer._scratch.empty("col", shape, x.dtype, get_array_module(x))
-    return F.im2col(x, layer.kernel_size, layer.stride, layer.padding, out=out)
+    return shape[3], shape[4]

@@ -45,7 +45,9 @@ class Dropout(Module):
             self._mask = None
             return x
         keep = self.rng.random(x.shape, dtype=np.float32) >= self.p
-        self._mask = device_of(x).mask(keep)
+        # Stored in x's memory layout (batch-last inside a network): products of arrays
+        # in two layouts come out in C order, which the layers around would copy back.
+        self._mask = _like(x, device_of(x).mask(keep))
         return self._apply(x)
 
     def _apply(self, a: Any) -> Any:
@@ -57,3 +59,12 @@ class Dropout(Module):
         if self._mask is None:
             return gy
         return self._apply(gy)
+
+
+def _like(x: Any, values: Any) -> Any:
+    """``values`` copied into an array with ``x``'s shape, dtype and memory layout."""
+    dev = device_of(x)
+    with dev:
+        out = dev.xp.empty_like(x)
+    out[...] = values
+    return out

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnx.backends import primitives as P
 from cnnx.nn import functional as F
 from cnnx.nn.init import InitSpec, RngLike, init_weight
 from cnnx.nn.module import Module, Parameter
@@ -53,7 +54,7 @@ class Linear(Module):
     def forward(self, x: Any) -> Any:
         """``(N, F)`` -> ``(N, O)``."""
         self._check_input(x, "NF", F=self.in_features)
-        y = x @ self.weight.data.T
+        y = P.matmul(x, self.weight.data.T)
         if self.bias is not None:
             y += self.bias.data
         self._x = x
@@ -63,7 +64,7 @@ class Linear(Module):
         """Add into weight/bias grads without computing the input gradient."""
         if self._x is None:
             raise RuntimeError(f"{self!r}: backward() called before forward()")
-        self.weight.grad += gy.T @ self._x
+        self.weight.grad += P.matmul_tn(gy, self._x)  # gW = gyᵀ·x
         if self.bias is not None:
             self.bias.grad += F.column_sums(gy)
 
@@ -72,7 +73,7 @@ class Linear(Module):
         self.backward_params(gy)
         # (Wᵀ gyᵀ)ᵀ instead of gy W: the same numbers, stored feature-major, which
         # Flatten turns back into the batch-last layout the layers below work in.
-        return (self.weight.data.T @ gy.T).T
+        return P.matmul(self.weight.data.T, gy.T).T
 
 
 class Flatten(Module):

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from cnnx.backends import device_of, get_array_module, to_host
+from cnnx.backends.primitives import elementwise_update
 from cnnx.nn.module import Parameter
 
 
@@ -203,7 +204,11 @@ class Optimizer:
                 g = group.grad
                 if wd:
                     g = g + wd * group.data
-                self.update(group.data, g, group.state)
+                if set(self.state_keys) <= set(group.state):
+                    # Elementwise, so it may run in parts (on the CPU, on several threads).
+                    elementwise_update(self.update, group.data, g, group.state)
+                else:
+                    self.update(group.data, g, group.state)  # creates the state
 
     def update(self, p: Any, g: Any, state: dict[str, Any]) -> None:
         """Update ``p`` in place from gradient ``g`` (already including weight decay).

@@ -1,0 +1,702 @@
+"""Named primitives the layers call: what each computes is one line of math; how is here.
+
+Every primitive has a plain version, written once in ``xp`` code exactly as its formula
+reads (``*_plain``), and, where it pays on the CPU, a NumPy execution strategy that
+computes the same thing with less memory traffic and on several cores:
+
+- convolution (``im2col_matmul``, ``matmul_im2col_t``, ``col2im_matmul``): the column
+  matrix is never built whole. The output rows are cut into chunks whose columns fit in
+  the cache; each chunk is unfolded, multiplied and (in the backward pass) folded back
+  while it is still there, and chunks run on several threads (:mod:`cnnx.backends.threads`).
+- max pooling (``maxpool_forward``, ``maxpool_backward``): separable first-maximum
+  comparisons with uint8 index arithmetic, channel by channel on several threads.
+- ReLU (``relu_forward``, ``relu_backward``): split over threads.
+- matrix products (``matmul``, ``matmul_tn``) and optimizer rules
+  (``elementwise_update``): large ones in blocks or parts on several threads.
+
+Which version runs is decided by the array module and the shapes only: CuPy always runs
+the plain version, and the CPU strategy depends on no thread count. Pooling, ReLU and the
+optimizer rules agree with the plain versions exactly; products agree up to float
+rounding (BLAS may add a dot product's terms in another order for pieces of another
+size, and a weight gradient's sum over positions is taken chunk by chunk), always in
+the same way for the same shapes, so the results are deterministic.
+``tests/test_primitives.py`` checks both.
+
+Activations are batch-last, ``(C, H, W, N)`` in memory, as described in
+:mod:`cnnx.nn.functional`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+
+from cnnx.backends.devices import get_array_module
+from cnnx.backends.threads import num_threads, parallel_for, thread_buffer
+
+Pair = tuple[int, int]
+
+#: Bytes of columns per chunk in the CPU convolution: about what stays in a core's cache
+#: while the chunk is unfolded and multiplied.
+CONV_CHUNK_BYTES = 2 << 20
+#: Fewest chunks a CPU convolution is cut into (where it has enough output rows).
+CONV_MIN_CHUNKS = 4
+#: Convolutions with fewer bytes of columns than this run as one chunk.
+CONV_MIN_SPLIT_BYTES = 1 << 19
+#: Work this small (bytes of columns, or multiply-adds × item size) skips the threads.
+TINY_BYTES = 1 << 16
+#: Multiply-adds per block of a CPU matrix product split over threads.
+MATMUL_BLOCK_MACS = 1 << 25
+#: Most blocks a CPU matrix product is split into.
+MATMUL_MAX_BLOCKS = 2
+#: Bytes of input per work item in the CPU max pooling.
+POOL_CHUNK_BYTES = 1 << 20
+#: Below this many elements an elementwise primitive runs on one thread.
+ELEMENTWISE_MIN_PARALLEL = 1 << 18
+
+
+def _window(start: int, count: int, stride: int) -> slice:
+    return slice(start, start + stride * (count - 1) + 1, stride)
+
+
+def _im2col_fn() -> Any:
+    from cnnx.nn import functional as F  # layers' module; imported late (it imports backends)
+
+    return F
+
+
+# --------------------------------------------------------------------------- matrix product
+
+
+def matmul_plain(a: Any, b: Any) -> Any:
+    """``a @ b`` for 2-D arrays."""
+    return a @ b
+
+
+def matmul(a: Any, b: Any) -> Any:
+    """``a @ b`` for 2-D arrays ``(M, K) @ (K, N)``; see :func:`matmul_plain`.
+
+    On the CPU a large product is cut into blocks of output rows or columns (whichever
+    side is longer; the number of blocks depends on the shapes only) that run on
+    several threads. Every output element is still one dot product over all of K, so
+    the result does not depend on the thread count.
+    """
+    xp = get_array_module(a, b)
+    if xp is not np:
+        return matmul_plain(a, b)
+    m, k = a.shape
+    n = b.shape[1]
+    dtype = np.result_type(a.dtype, b.dtype)
+    blocks = int(min(MATMUL_MAX_BLOCKS, max(1, (m * n * k) // MATMUL_BLOCK_MACS), max(m, n)))
+    if m * n * k * dtype.itemsize < TINY_BYTES:
+        return matmul_plain(a, b)
+    if blocks == 1:
+        out = np.empty((m, n), dtype=dtype)
+        parallel_for(lambda _: np.matmul(a, b, out=out), 1, uses_blas=True)
+        return out
+    along_rows = m >= n
+    length = m if along_rows else n
+    step = -(-length // blocks)
+    spans = [slice(s, min(s + step, length)) for s in range(0, length, step)]
+    out = np.empty((m, n), dtype=dtype)
+
+    def block(index: int) -> None:
+        part = spans[index]
+        if along_rows:
+            np.matmul(a[part], b, out=out[part])
+        else:
+            np.matmul(a, b[:, part], out=out[:, part])
+
+    parallel_for(block, len(spans), uses_blas=True)
+    return out
+
+
+def matmul_tn_plain(a: Any, b: Any) -> Any:
+    """``aᵀ @ b`` for 2-D arrays ``(K, M)`` and ``(K, N)``: e.g. a dense layer's ``gW = gyᵀ·x``."""
+    return a.T @ b
+
+
+def matmul_tn(a: Any, b: Any) -> Any:
+    """``aᵀ @ b``; see :func:`matmul_tn_plain`.
+
+    On the CPU, when ``bᵀ`` is C-contiguous (a batch-last activation flattened), it is
+    computed as ``(bᵀ @ a)ᵀ``: the same products, in the orientation OpenBLAS ran faster
+    (docs/performance.md); equal up to rounding, deterministic.
+    """
+    if get_array_module(a, b) is np and b.T.flags.c_contiguous and not b.flags.c_contiguous:
+        return matmul(b.T, a).T
+    return matmul(a.T, b)
+
+
+# --------------------------------------------------------------------------- convolution
+
+
+def im2col_matmul_plain(
+    w: Any, x: Any, kernel_size: Pair, stride: Pair, padding: Pair, bias: Any = None
+) -> Any:
+    """``w @ im2col(x) (+ bias)``: the convolution as one matrix product.
+
+    Args:
+        w: ``(O, C·KH·KW)`` weights.
+        x: ``(N, C, H, W)`` input, any layout.
+        bias: optional ``(O,)``, added to every column.
+
+    Returns:
+        ``(O, OH·OW·N)`` in ``x.dtype``: the output, batch-last.
+    """
+    F = _im2col_fn()
+    col = F.im2col(x, kernel_size, stride, padding)
+    y = w @ col.reshape(w.shape[1], -1)
+    if bias is not None:
+        y += bias[:, None]
+    return y
+
+
+def matmul_im2col_t_plain(gy: Any, x: Any, kernel_size: Pair, stride: Pair, padding: Pair) -> Any:
+    """``gy @ im2col(x)ᵀ``: the weight gradient ``(O, C·KH·KW)`` from ``gy (O, OH·OW·N)``."""
+    F = _im2col_fn()
+    col = F.im2col(x, kernel_size, stride, padding)
+    return gy @ col.reshape(-1, gy.shape[1]).T
+
+
+def col2im_matmul_plain(
+    wt: Any, gy: Any, x_shape: tuple[int, ...], kernel_size: Pair, stride: Pair, padding: Pair
+) -> Any:
+    """``col2im(wt @ gy)``: the input gradient ``(N, C, H, W)`` (batch-last) of a convolution.
+
+    Args:
+        wt: ``(C·KH·KW, O)`` transposed weights.
+        gy: ``(O, OH·OW·N)`` output gradient, batch-last.
+        x_shape: ``(N, C, H, W)`` of the convolution's input.
+    """
+    F = _im2col_fn()
+    shape = F.im2col_shape(x_shape, kernel_size, stride, padding)
+    gcol = (wt @ gy).reshape(shape)
+    return F.col2im(gcol, x_shape, stride, padding)
+
+
+class _ConvPlan:
+    """How the CPU convolution cuts one geometry into row chunks (shapes only).
+
+    ``fold``: the chunks are for col2im, whose even chunks must touch disjoint input rows.
+    """
+
+    def __init__(
+        self,
+        x_shape: tuple[int, ...],
+        kernel_size: Pair,
+        stride: Pair,
+        padding: Pair,
+        itemsize: int,
+        fold: bool,
+    ):
+        n, c, h, w = x_shape
+        (kh, kw), sh, (ph, pw) = kernel_size, stride[0], padding
+        F = _im2col_fn()
+        self.shape = F.im2col_shape(x_shape, kernel_size, stride, padding)
+        self.oh, self.ow = self.shape[3], self.shape[4]
+        self.k = c * kh * kw
+        self.n, self.c = n, c
+        self.padded = (c, h + 2 * ph, w + 2 * pw, n)
+        row_bytes = self.k * self.ow * n * itemsize
+        # Chunks k and k + 2 must touch disjoint input rows, so that col2im can fold the
+        # even chunks, then the odd ones, in parallel: kh <= (rows + 1)·sh.
+        fewest = max(1, -(-kh // sh) - 1) if fold else 1
+        by_bytes = CONV_CHUNK_BYTES // max(row_bytes, 1)
+        # At least CONV_MIN_CHUNKS chunks where the rows allow, so that threads share
+        # even a small layer.
+        by_count = -(-self.oh // CONV_MIN_CHUNKS)
+        self.rows = max(fewest, min(by_bytes, by_count))
+        if row_bytes * self.oh < CONV_MIN_SPLIT_BYTES:
+            self.rows = self.oh  # too little work to share: one chunk
+        # So little that BLAS would not start threads of its own anyway: the plain
+        # version computes exactly what one chunk would, without the thread machinery.
+        self.tiny = row_bytes * self.oh < TINY_BYTES
+        self.starts = list(range(0, self.oh, self.rows))
+        # Pieces of a chunk that fit the cache: several rows, or, where one output row
+        # alone is larger than CONV_CHUNK_BYTES, part of a row (not for col2im, whose
+        # folding ran slower on part-rows, with shorter runs to add into).
+        self.piece_rows = max(1, by_bytes)
+        parts = 1 if by_bytes or fold else -(-row_bytes // CONV_CHUNK_BYTES)
+        self.piece_width = -(-self.ow // parts)
+
+    @property
+    def chunks(self) -> int:
+        return len(self.starts)
+
+    def pieces(self, index: int) -> list[tuple[int, int, int, int]]:
+        """Cache-sized ``(first row, rows, first column, columns)`` of chunk ``index``.
+
+        A piece of fewer than ``OW`` columns is one row high, so that its outputs are
+        one contiguous run of the ``(O, OH·OW·N)`` matrix.
+        """
+        first = self.starts[index]
+        last = min(first + self.rows, self.oh)
+        out = []
+        for r0 in range(first, last, self.piece_rows):
+            rows = min(self.piece_rows, last - r0)
+            if self.piece_width >= self.ow:
+                out.append((r0, rows, 0, self.ow))
+            else:
+                out += [
+                    (r, 1, c0, min(self.piece_width, self.ow - c0))
+                    for r in range(r0, r0 + rows)
+                    for c0 in range(0, self.ow, self.piece_width)
+                ]
+        return out
+
+    def offset(self, r0: int, c0: int) -> int:
+        """Column of output ``(r0, c0)`` in the ``(O, OH·OW·N)`` matrix."""
+        return (r0 * self.ow + c0) * self.n
+
+
+def _padded_batch_last(x: Any, padding: Pair) -> Any:
+    """``x`` as ``(C, H + 2·PH, W + 2·PW, N)`` C-contiguous memory with a zero border."""
+    F = _im2col_fn()
+    ph, pw = padding
+    if not (ph or pw):
+        return F.batch_last(x)
+    n, c, h, w = x.shape
+    src = np.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=x.dtype)
+    inner, xt = src[:, ph : ph + h, pw : pw + w], x.transpose(1, 2, 3, 0)
+    groups = _channel_groups(x.shape, x.dtype.itemsize)
+
+    def group(index: int) -> None:
+        inner[groups[index]] = xt[groups[index]]
+
+    parallel_for(group, len(groups))
+    return src
+
+
+def _unfold(
+    src: Any, plan: _ConvPlan, piece: tuple[int, int, int, int], kernel_size: Pair, stride: Pair
+) -> Any:
+    """im2col of one piece of output positions into this thread's buffer, as ``(K, cols)``."""
+    r0, rows, c0, width = piece
+    (kh, kw), (sh, sw) = kernel_size, stride
+    cols = rows * width * plan.n
+    col = thread_buffer("conv_col", plan.k * cols, src.dtype)
+    col6 = col.reshape(plan.c, kh, kw, rows, width, plan.n)
+    # The KH×KW loop of strided slices, as one strided view and one copy: a single NumPy
+    # call holds the GIL once instead of KH·KW times, so chunks on other threads run.
+    s_c, s_h, s_w, s_n = src.strides
+    windows = np.lib.stride_tricks.as_strided(
+        src[:, r0 * sh :, c0 * sw :],
+        shape=col6.shape,
+        strides=(s_c, s_h, s_w, s_h * sh, s_w * sw, s_n),
+        writeable=False,
+    )
+    np.copyto(col6, windows)
+    return col.reshape(plan.k, cols)
+
+
+@functools.lru_cache(maxsize=128)
+def _conv_plan(
+    x_shape: tuple[int, ...],
+    kernel_size: Pair,
+    stride: Pair,
+    padding: Pair,
+    itemsize: int,
+    fold: bool,
+) -> _ConvPlan:
+    return _ConvPlan(x_shape, kernel_size, stride, padding, itemsize, fold)
+
+
+def _plan(
+    x_shape: Any, kernel_size: Any, stride: Any, padding: Any, itemsize: int, fold: bool = False
+) -> _ConvPlan:
+    return _conv_plan(
+        tuple(x_shape), tuple(kernel_size), tuple(stride), tuple(padding), int(itemsize), fold
+    )
+
+
+def _use_chunks(xp: Any, plan: _ConvPlan) -> bool:
+    # One chunk too goes this way on the CPU: its product then runs with one BLAS
+    # thread, like every product in the primitives (see cnnx.backends.threads).
+    return xp is np and not plan.tiny
+
+
+def im2col_matmul(
+    w: Any, x: Any, kernel_size: Pair, stride: Pair, padding: Pair, bias: Any = None
+) -> Any:
+    """``w @ im2col(x) (+ bias)``, shape ``(O, OH·OW·N)``; see :func:`im2col_matmul_plain`."""
+    xp = get_array_module(x)
+    plan = _plan(x.shape, kernel_size, stride, padding, x.itemsize)
+    if not _use_chunks(xp, plan):
+        return im2col_matmul_plain(w, x, kernel_size, stride, padding, bias)
+    src = _padded_batch_last(x, padding)
+    y = np.empty((w.shape[0], plan.oh * plan.ow * plan.n), dtype=x.dtype)
+
+    def chunk(index: int) -> None:
+        for piece in plan.pieces(index):
+            a = plan.offset(piece[0], piece[2])
+            out = y[:, a : a + piece[1] * piece[3] * plan.n]
+            np.matmul(w, _unfold(src, plan, piece, kernel_size, stride), out=out)
+            if bias is not None:
+                out += bias[:, None]
+
+    parallel_for(chunk, plan.chunks, uses_blas=True)
+    return y
+
+
+def matmul_im2col_t(gy: Any, x: Any, kernel_size: Pair, stride: Pair, padding: Pair) -> Any:
+    """``gy @ im2col(x)ᵀ``, shape ``(O, C·KH·KW)``; see :func:`matmul_im2col_t_plain`.
+
+    On the CPU the sum over output positions is taken per chunk and the chunks' sums are
+    added in chunk order: the same value up to float rounding, and the same bits on any
+    number of threads.
+    """
+    xp = get_array_module(gy)
+    plan = _plan(x.shape, kernel_size, stride, padding, x.itemsize)
+    if not _use_chunks(xp, plan):
+        return matmul_im2col_t_plain(gy, x, kernel_size, stride, padding)
+    src = _padded_batch_last(x, padding)
+    # Each chunk's sum is computed as col · gyᵀ, the transpose of gy · colᵀ: OpenBLAS ran
+    # this orientation faster on the zoo's layers (see docs/performance.md).
+    partial = np.empty((plan.chunks, plan.k, gy.shape[0]), dtype=gy.dtype)
+
+    def chunk(index: int) -> None:
+        for number, piece in enumerate(plan.pieces(index)):
+            a = plan.offset(piece[0], piece[2])
+            col = _unfold(src, plan, piece, kernel_size, stride)
+            part = gy[:, a : a + piece[1] * piece[3] * plan.n].T
+            if number == 0:
+                np.matmul(col, part, out=partial[index])
+            else:
+                more = thread_buffer("conv_gw", partial[index].size, gy.dtype)
+                partial[index] += np.matmul(col, part, out=more.reshape(partial[index].shape))
+
+    parallel_for(chunk, plan.chunks, uses_blas=True)
+    total = partial[0]
+    for index in range(1, plan.chunks):
+        total += partial[index]
+    return total.T
+
+
+def col2im_matmul(
+    wt: Any, gy: Any, x_shape: tuple[int, ...], kernel_size: Pair, stride: Pair, padding: Pair
+) -> Any:
+    """``col2im(wt @ gy)``, shape ``(N, C, H, W)`` batch-last; see :func:`col2im_matmul_plain`.
+
+    On the CPU each chunk of output rows is multiplied and folded back while its columns
+    are in the cache. Even chunks touch disjoint input rows, so they are folded in
+    parallel, then the odd ones; every input element receives its terms in the same
+    order on any number of threads.
+    """
+    xp = get_array_module(gy)
+    plan = _plan(x_shape, kernel_size, stride, padding, gy.itemsize, fold=True)
+    if not _use_chunks(xp, plan):
+        return col2im_matmul_plain(wt, gy, x_shape, kernel_size, stride, padding)
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    _, c, h, w = x_shape
+    gx = np.zeros(plan.padded, dtype=gy.dtype)
+
+    def chunk(index: int) -> None:
+        # A chunk is at least KH/SH − 1 rows; it is worked through piece by piece, in
+        # order, so that each piece of columns is folded while still in the cache.
+        for r0, rows, c0, width in plan.pieces(index):
+            a, cols = plan.offset(r0, c0), rows * width * plan.n
+            gcol = thread_buffer("conv_gcol", plan.k * cols, gy.dtype)
+            np.matmul(wt, gy[:, a : a + cols], out=gcol.reshape(plan.k, cols))
+            gcol6 = gcol.reshape(c, kh, kw, rows, width, plan.n)
+            for i in range(kh):
+                for j in range(kw):
+                    rows_in, cols_in = (
+                        _window(r0 * sh + i, rows, sh),
+                        _window(c0 * sw + j, width, sw),
+                    )
+                    gx[:, rows_in, cols_in] += gcol6[:, i, j]
+
+    for parity in (0, 1):
+        indices = range(parity, plan.chunks, 2)
+        parallel_for(lambda k, idx=indices: chunk(idx[k]), len(indices), uses_blas=True)
+    if ph or pw:
+        gx = gx[:, ph : ph + h, pw : pw + w]
+    return gx.transpose(3, 0, 1, 2)
+
+
+# --------------------------------------------------------------------------- max pooling
+
+
+def maxpool_forward_plain(x: Any, kernel_size: Pair, stride: Pair) -> tuple[Any, Any]:
+    """Max over each window, and the index (row-major) of each window's first maximum.
+
+    Args:
+        x: ``(N, C, H, W)`` input, any layout.
+
+    Returns:
+        ``(y, saved)``: ``y`` ``(C, OH, OW, N)`` (batch-last memory), and what
+        :func:`maxpool_backward` needs.
+    """
+    xp = get_array_module(x)
+    F = _im2col_fn()
+    src = F.batch_last(x)
+    oh, ow = _pool_output(x.shape, kernel_size, stride)
+    windows = F.window_offsets((oh, ow), kernel_size, stride)
+    y = src[:, windows[0][2], windows[0][3]].copy()
+    arg = xp.zeros(y.shape, dtype=xp.uint8)
+    for k, (_, _, rows, cols) in enumerate(windows[1:], start=1):
+        candidate = src[:, rows, cols]
+        better = candidate > y
+        arg[better] = k
+        xp.maximum(y, candidate, out=y)
+    return y, ("plain", arg)
+
+
+def maxpool_backward_plain(
+    gy: Any, saved: Any, x_shape: tuple[int, ...], kernel_size: Pair, stride: Pair
+) -> Any:
+    """Each window's gradient to its first maximum: ``(N, C, H, W)`` batch-last from ``gy``."""
+    xp = get_array_module(gy)
+    F = _im2col_fn()
+    n, c, h, w = x_shape
+    _, arg = saved
+    gyt = gy.transpose(1, 2, 3, 0)
+    gx = xp.zeros((c, h, w, n), dtype=gy.dtype)
+    for k, (_, _, rows, cols) in enumerate(F.window_offsets(arg.shape[1:3], kernel_size, stride)):
+        gx[:, rows, cols] += gyt * (arg == k)
+    return gx.transpose(3, 0, 1, 2)
+
+
+def _pool_output(x_shape: tuple[int, ...], kernel_size: Pair, stride: Pair) -> Pair:
+    (kh, kw), (sh, sw) = kernel_size, stride
+    return (x_shape[2] - kh) // sh + 1, (x_shape[3] - kw) // sw + 1
+
+
+def first_max(candidates: list[Any], out: Any = None, arg: Any = None) -> tuple[Any, Any]:
+    """Elementwise maximum of same-shaped arrays, and the index of the first one attaining it.
+
+    Returns ``(best, arg)`` with ``arg`` uint8 (ties keep the lower index, since only a
+    strictly greater value replaces). ``out``/``arg``: optional arrays to fill.
+    """
+    xp = get_array_module(candidates[0])
+    shape = candidates[0].shape
+    if arg is None:
+        arg = xp.empty(shape, dtype=xp.uint8)
+    if len(candidates) == 1:
+        arg.fill(0)
+        if out is None:
+            return candidates[0].copy(), arg
+        out[...] = candidates[0]
+        return out, arg
+    # The first comparison writes 1/0 straight into arg (as booleans), which is k for k = 1.
+    xp.greater(candidates[1], candidates[0], out=arg.view(xp.bool_))
+    best = xp.maximum(candidates[0], candidates[1], out=out)
+    for k, candidate in enumerate(candidates[2:], start=2):
+        better = candidate > best
+        # arg = where(better, k, arg) as uint8 arithmetic (wraps mod 256 exactly);
+        # NumPy's where with a scalar is several times slower than this.
+        arg += better * (k - arg)
+        xp.maximum(best, candidate, out=best)
+    return best, arg
+
+
+def route(g: Any, arg: Any, outputs: list[Any]) -> None:
+    """Send each element of ``g`` to ``outputs[arg]`` and zero to the others (one-hot).
+
+    The last output gets ``g`` minus the others, exact because the routing is one-hot;
+    multiplying by the uint8/boolean mask directly is faster than converting it first.
+    """
+    xp = get_array_module(g)
+    if len(outputs) == 2:  # the common 2-wide window: arg is 0/1, so it is its own mask
+        xp.multiply(g, arg, out=outputs[1])
+        xp.subtract(g, outputs[1], out=outputs[0])
+        return
+    others = None
+    for i, out in enumerate(outputs[:-1]):
+        xp.multiply(g, arg == i, out=out)
+        others = out if others is None else others + out
+    if others is None:
+        outputs[-1][...] = g
+    else:
+        xp.subtract(g, others, out=outputs[-1])
+
+
+def _channel_groups(x_shape: tuple[int, ...], itemsize: int) -> list[slice]:
+    """Channel ranges of about :data:`POOL_CHUNK_BYTES` of input each (shapes only)."""
+    n, c, h, w = x_shape
+    per_channel = h * w * n * itemsize
+    size = max(1, POOL_CHUNK_BYTES // max(per_channel, 1))
+    return [slice(c0, min(c0 + size, c)) for c0 in range(0, c, size)]
+
+
+def maxpool_forward(x: Any, kernel_size: Pair, stride: Pair) -> tuple[Any, Any]:
+    """See :func:`maxpool_forward_plain` (same ``y``; ``saved`` is the strategy's own).
+
+    On the CPU, non-overlapping windows (stride = kernel) are reduced separably: the
+    first maximum across each window row, then across rows, which is the first maximum
+    in row-major order with KH + KW − 2 comparisons; channel groups run on several threads.
+    """
+    xp = get_array_module(x)
+    if xp is not np or tuple(kernel_size) != tuple(stride):
+        return maxpool_forward_plain(x, kernel_size, stride)
+    F = _im2col_fn()
+    (kh, kw) = kernel_size
+    oh, ow = _pool_output(x.shape, kernel_size, stride)
+    src = F.batch_last(x)[:, : oh * kh, : ow * kw]
+    c, n = src.shape[0], src.shape[3]
+    y = np.empty((c, oh, ow, n), dtype=x.dtype)
+    col_arg = np.empty((c, oh * kh, ow, n), dtype=np.uint8)
+    row_arg = np.empty((c, oh, ow, n), dtype=np.uint8)
+    groups = _channel_groups(tuple(x.shape), x.dtype.itemsize)
+
+    def group(index: int) -> None:
+        g = groups[index]
+        part = src[g]
+        rows = thread_buffer("pool_rows", part.shape[0] * oh * kh * ow * n, x.dtype)
+        row_max, _ = first_max(
+            [part[:, :, j::kw] for j in range(kw)],
+            out=rows.reshape(part.shape[0], oh * kh, ow, n),
+            arg=col_arg[g],
+        )
+        first_max([row_max[:, i::kh] for i in range(kh)], out=y[g], arg=row_arg[g])
+
+    parallel_for(group, len(groups))
+    return y, ("separable", col_arg, row_arg)
+
+
+def maxpool_backward(
+    gy: Any, saved: Any, x_shape: tuple[int, ...], kernel_size: Pair, stride: Pair
+) -> Any:
+    """See :func:`maxpool_backward_plain`."""
+    if saved[0] == "plain":
+        return maxpool_backward_plain(gy, saved, x_shape, kernel_size, stride)
+    _, col_arg, row_arg = saved
+    n, c, h, w = x_shape
+    (kh, kw) = kernel_size
+    gyt = gy.transpose(1, 2, 3, 0)  # (C, OH, OW, N)
+    _, oh, ow, _ = gyt.shape
+    cropped = h != oh * kh or w != ow * kw
+    gx = (np.zeros if cropped else np.empty)((c, h, w, n), dtype=gy.dtype)
+    inner = gx[:, : oh * kh, : ow * kw]
+    groups = _channel_groups(tuple(x_shape), gy.dtype.itemsize)
+
+    def group(index: int) -> None:
+        g = groups[index]
+        channels = g.stop - g.start
+        rows = thread_buffer("pool_grows", channels * oh * kh * ow * n, gy.dtype)
+        g_rows = rows.reshape(channels, oh * kh, ow, n)
+        route(gyt[g], row_arg[g], [g_rows[:, i::kh] for i in range(kh)])
+        part = inner[g]
+        route(g_rows, col_arg[g], [part[:, :, j::kw] for j in range(kw)])
+
+    parallel_for(group, len(groups))
+    return gx.transpose(3, 0, 1, 2)
+
+
+# --------------------------------------------------------------------------- ReLU
+
+
+def relu_forward_plain(x: Any, out: Any = None) -> Any:
+    """``max(x, 0)`` elementwise (into ``out`` when given, which may be ``x``)."""
+    return get_array_module(x).maximum(x, 0, out=out)
+
+
+def relu_backward_plain(gy: Any, y: Any, out: Any = None) -> Any:
+    """``gy · (y > 0)`` elementwise (into ``out`` when given, which may be ``gy``)."""
+    return get_array_module(gy).multiply(gy, y > 0, out=out)
+
+
+def _memory_order(a: Any) -> Any:
+    """A 1-D view of ``a``'s memory when it is C-contiguous or batch-last, else None."""
+    if a.flags.c_contiguous:
+        return a.reshape(-1)
+    if a.ndim == 4:
+        t = a.transpose(1, 2, 3, 0)
+        if t.flags.c_contiguous:
+            return t.reshape(-1)
+    if a.ndim == 2 and a.T.flags.c_contiguous:
+        return a.T.reshape(-1)
+    return None
+
+
+def _same_layout(*arrays: Any) -> bool:
+    first = arrays[0]
+    return all(a.shape == first.shape and a.strides == first.strides for a in arrays[1:])
+
+
+def _zeros_like_chunk(size: int, dtype: Any) -> Any:
+    # NumPy's maximum against a scalar is several times slower than against an array
+    # of the same layout, so one read-only zero array is kept and sliced.
+    key = np.dtype(dtype).str
+    zeros = _ZEROS.get(key)
+    if zeros is None or zeros.size < size:
+        zeros = _ZEROS[key] = np.zeros(size, dtype=dtype)
+        zeros.flags.writeable = False
+    return zeros[:size]
+
+
+_ZEROS: dict[str, Any] = {}
+
+
+def _elementwise_parts(size: int) -> list[slice]:
+    # Elementwise results do not depend on how the elements are split, so the split
+    # may follow the thread count.
+    parts = num_threads() if size >= ELEMENTWISE_MIN_PARALLEL else 1
+    step = -(-size // parts)
+    step += -step % 16
+    return [slice(a, min(a + step, size)) for a in range(0, size, step)]
+
+
+def relu_forward(x: Any, inplace: bool = False) -> Any:
+    """``max(x, 0)``, written over ``x`` when ``inplace``; see :func:`relu_forward_plain`."""
+    xp = get_array_module(x)
+    out = x if inplace else (np.empty_like(x) if xp is np else None)
+    flat_x = _memory_order(x) if xp is np else None
+    flat_out = _memory_order(out) if flat_x is not None else None
+    if flat_out is None or not _same_layout(x, out):
+        return relu_forward_plain(x, out=out)
+    parts = _elementwise_parts(flat_x.size)
+    zeros = _zeros_like_chunk(max(p.stop - p.start for p in parts), x.dtype)
+
+    def part(index: int) -> None:
+        p = parts[index]
+        np.maximum(flat_x[p], zeros[: p.stop - p.start], out=flat_out[p])
+
+    parallel_for(part, len(parts))
+    return out
+
+
+def relu_backward(gy: Any, y: Any, inplace: bool = False) -> Any:
+    """``gy · (y > 0)``, written over ``gy`` when ``inplace``; see :func:`relu_backward_plain`."""
+    xp = get_array_module(gy)
+    out = gy if inplace else (np.empty_like(y) if xp is np else None)
+    flats = [_memory_order(a) for a in (gy, y, out)] if xp is np else [None]
+    if any(f is None for f in flats) or not _same_layout(gy, y, out):
+        return relu_backward_plain(gy, y, out=out)
+    flat_g, flat_y, flat_out = flats
+    parts = _elementwise_parts(flat_g.size)
+
+    def part(index: int) -> None:
+        p = parts[index]
+        np.multiply(flat_g[p], flat_y[p] > 0, out=flat_out[p])
+
+    parallel_for(part, len(parts))
+    return out
+
+
+# --------------------------------------------------------------------------- optimizer
+
+
+def elementwise_update(update: Any, p: Any, g: Any, state: dict[str, Any]) -> None:
+    """``update(p, g, state)`` for an update rule that is elementwise in flat arrays.
+
+    On the CPU, large flat buffers are cut into parts that run on several threads;
+    every element is computed exactly as in one call, whatever the thread count.
+    ``state`` must already hold every array the rule uses.
+    """
+    if get_array_module(p) is not np or p.ndim != 1:
+        update(p, g, state)
+        return
+    parts = _elementwise_parts(p.size)
+    if len(parts) == 1:
+        update(p, g, state)
+        return
+
+    def part(index: int) -> None:
+        s = parts[index]
+        update(p[s], g[s], {key: value[s] for key, value in state.items()})
+
+    parallel_for(part, len(parts))

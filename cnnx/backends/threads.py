@@ -1,0 +1,216 @@
+"""CPU worker threads for the primitives in :mod:`cnnx.backends.primitives`.
+
+NumPy releases the GIL inside array copies, ufuncs and BLAS calls, so Python threads can
+run such work on several cores at once. A primitive cuts its work into items whose number
+and boundaries depend only on the array shapes, never on the thread count, and each item
+writes its own part of the output; so the result is the same, bit for bit, whether one
+thread or several run the items.
+
+The thread count is read once from the environment: ``CNNX_NUM_THREADS``, else
+``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS``, else the cores this
+process may use. :func:`set_num_threads` changes it at run time.
+
+While items that call BLAS run on several threads, OpenBLAS is switched to one thread of
+its own (through its C API, found in the loaded libraries), so the two kinds of threads do
+not compete for the same cores. Where no OpenBLAS is found, items that call BLAS run one
+after another and BLAS keeps its own threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import itertools
+import os
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+_ENV_VARS = ("CNNX_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+_lock = threading.Lock()
+_state: dict[str, Any] = {"threads": None, "pool": None, "pool_threads": 0, "blas": None}
+
+
+def _default_threads() -> int:
+    for name in _ENV_VARS:
+        value = os.environ.get(name, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def num_threads() -> int:
+    """How many threads the CPU primitives use."""
+    threads = _state["threads"]
+    if threads is None:
+        threads = _state["threads"] = _default_threads()
+    return threads
+
+
+def set_num_threads(threads: int) -> None:
+    """Use ``threads`` CPU threads in the primitives from now on (results do not change)."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"set_num_threads expects a positive int, got {threads!r}")
+    with _lock:
+        _state["threads"] = threads
+        pool = _state["pool"]
+        if pool is not None and _state["pool_threads"] != threads:
+            pool.shutdown(wait=True)
+            _state["pool"] = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    pool = _state["pool"]
+    if pool is None:
+        with _lock:
+            pool = _state["pool"]
+            if pool is None:
+                _state["pool_threads"] = num_threads()
+                pool = _state["pool"] = ThreadPoolExecutor(
+                    _state["pool_threads"], thread_name_prefix="cnnx-cpu"
+                )
+    return pool
+
+
+class _OpenBLAS:
+    """``get_num_threads``/``set_num_threads`` of the OpenBLAS NumPy loaded, via ctypes."""
+
+    _NAMES = (
+        ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+        ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
+        ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
+        ("openblas_get_num_threads", "openblas_set_num_threads"),
+    )
+
+    def __init__(self, get: Any, set_: Any):
+        self.get = get
+        self.set = set_
+
+    @classmethod
+    def find(cls) -> _OpenBLAS | None:
+        import numpy  # noqa: F401  (loads the BLAS, so that it is in the process's maps)
+
+        try:
+            with open("/proc/self/maps") as f:
+                paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower()})
+        except OSError:
+            return None
+        for path in paths:
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            for get_name, set_name in cls._NAMES:
+                get, set_ = getattr(lib, get_name, None), getattr(lib, set_name, None)
+                if get is not None and set_ is not None:
+                    get.restype = ctypes.c_int
+                    set_.argtypes = [ctypes.c_int]
+                    return cls(get, set_)
+        return None
+
+
+def _openblas() -> _OpenBLAS | None:
+    blas = _state["blas"]
+    if blas is None:
+        blas = _state["blas"] = _OpenBLAS.find() or False
+    return blas or None
+
+
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    blas = _openblas()
+    if blas is None:
+        yield
+        return
+    before = blas.get()
+    if before != 1:
+        blas.set(1)
+    try:
+        yield
+    finally:
+        if before != 1:
+            blas.set(before)
+
+
+def parallel_for(work: Callable[[int], None], count: int, uses_blas: bool = False) -> None:
+    """Run ``work(0) ... work(count - 1)``, on several threads when there are several items.
+
+    Every item must write only its own part of the outputs, so that the order and
+    the thread an item runs on do not matter. ``uses_blas``: the items call matrix
+    products (see the module docstring). Exceptions from an item are raised here.
+
+    The calling thread works too, taking items from the same counter as the helper
+    threads: when the machine is busy and a helper is slow to be scheduled, the caller
+    simply does more of the items instead of waiting for it.
+    """
+    threads = num_threads()
+    blas = _openblas() if uses_blas else None
+    if uses_blas and blas is None:
+        for k in range(count):
+            work(k)
+        return
+    # Items that call BLAS always run with one OpenBLAS thread, on the pool or not, so
+    # each matrix product is computed the same way whatever the thread counts.
+    with _one_blas_thread() if uses_blas else contextlib.nullcontext():
+        if count <= 1 or threads <= 1:
+            for k in range(count):
+                work(k)
+            return
+        _share(work, count, min(threads, count) - 1)
+
+
+def _share(work: Callable[[int], None], count: int, helpers: int) -> None:
+    items = itertools.count()  # next() on it is atomic under the GIL
+    unfinished = [count]
+    lock = threading.Lock()
+    finished = threading.Event()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        while True:
+            k = next(items)
+            if k >= count:
+                return
+            try:
+                work(k)
+            except BaseException as exc:  # re-raised in the caller
+                errors.append(exc)
+            with lock:
+                unfinished[0] -= 1
+                if unfinished[0] == 0:
+                    finished.set()
+
+    pool = _pool()
+    for _ in range(helpers):
+        pool.submit(run)
+    run()
+    finished.wait()
+    if errors:
+        raise errors[0]
+
+
+_local = threading.local()
+
+
+def thread_buffer(name: str, size: int, dtype: Any) -> Any:
+    """A flat NumPy work array of at least ``size`` elements, private to the calling thread.
+
+    Reused across calls (a fresh multi-megabyte array would be page-faulted anew each
+    time); the contents are garbage, and are overwritten by the next request of the
+    same thread.
+    """
+    import numpy as np
+
+    buffers = getattr(_local, "buffers", None)
+    if buffers is None:
+        buffers = _local.buffers = {}
+    key = (name, np.dtype(dtype).str)
+    array = buffers.get(key)
+    if array is None or array.size < size:
+        array = buffers[key] = np.empty(size, dtype=dtype)
+    return array[:size]

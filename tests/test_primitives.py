@@ -1,0 +1,274 @@
+"""The CPU execution strategies of cnnx.backends.primitives against their plain versions.
+
+Each primitive's plain version is its formula in ``xp`` code; the CPU version cuts the
+work into chunks and runs them on threads. They must agree (exactly where no sum is
+reordered, to float rounding where one is), and the CPU version must give the same bits
+whatever the number of threads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cnnx.backends import primitives as P
+from cnnx.backends import threads
+
+CONV_GEOMETRIES = [
+    # (N, C, H, W), O, kernel, stride, padding
+    ((5, 3, 12, 11), 4, (3, 3), (1, 1), (0, 0)),
+    ((4, 2, 13, 13), 3, (3, 3), (1, 1), (1, 1)),
+    ((3, 2, 16, 14), 5, (5, 5), (1, 1), (2, 2)),
+    ((3, 3, 15, 15), 2, (3, 2), (2, 1), (1, 0)),
+    ((2, 2, 17, 17), 3, (5, 5), (2, 2), (0, 0)),
+    ((4, 1, 12, 12), 2, (2, 2), (2, 2), (0, 0)),
+]
+
+
+@pytest.fixture(params=[1, 20_000], ids=["pieces-of-rows", "pieces-of-several-rows"])
+def small_chunks(monkeypatch, request):
+    """Tiny chunks and pieces, so that small test arrays are cut into many of them."""
+    monkeypatch.setattr(P, "CONV_CHUNK_BYTES", request.param)
+    monkeypatch.setattr(P, "CONV_MIN_SPLIT_BYTES", 1)
+    monkeypatch.setattr(P, "TINY_BYTES", 1)
+    monkeypatch.setattr(P, "POOL_CHUNK_BYTES", 1)
+    monkeypatch.setattr(P, "ELEMENTWISE_MIN_PARALLEL", 1)
+    monkeypatch.setattr(P, "MATMUL_BLOCK_MACS", 64)
+    P._conv_plan.cache_clear()
+    yield
+    P._conv_plan.cache_clear()
+
+
+@pytest.fixture
+def restore_threads():
+    before = threads.num_threads()
+    yield
+    threads.set_num_threads(before)
+
+
+def batch_last(a):
+    return np.ascontiguousarray(a.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+
+
+def conv_case(shape, o, kernel, stride, padding, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    x = batch_last(rng.standard_normal(shape).astype(dtype))
+    w = rng.standard_normal((o, shape[1] * kernel[0] * kernel[1])).astype(dtype)
+    b = rng.standard_normal(o).astype(dtype)
+    oh = (shape[2] + 2 * padding[0] - kernel[0]) // stride[0] + 1
+    ow = (shape[3] + 2 * padding[1] - kernel[1]) // stride[1] + 1
+    gy = rng.standard_normal((o, oh * ow * shape[0])).astype(dtype)
+    return x, w, b, gy
+
+
+def conv_results(x, w, b, gy, geometry, plain=False):
+    fwd = P.im2col_matmul_plain if plain else P.im2col_matmul
+    gw = P.matmul_im2col_t_plain if plain else P.matmul_im2col_t
+    gx = P.col2im_matmul_plain if plain else P.col2im_matmul
+    return (
+        np.asarray(fwd(w, x, *geometry, bias=b)),
+        np.asarray(gw(gy, x, *geometry)),
+        np.asarray(gx(w.T, gy, x.shape, *geometry)),
+    )
+
+
+@pytest.mark.parametrize(("shape", "o", "kernel", "stride", "padding"), CONV_GEOMETRIES)
+@pytest.mark.parametrize(("dtype", "rtol"), [(np.float32, 2e-5), (np.float64, 1e-12)])
+def test_chunked_convolution_matches_plain(small_chunks, shape, o, kernel, stride, padding,
+                                           dtype, rtol):  # fmt: skip
+    geometry = (kernel, stride, padding)
+    plan = P._plan(shape, kernel, stride, padding, np.dtype(dtype).itemsize)
+    assert plan.chunks > 1  # the chunked path really runs
+    x, w, b, gy = conv_case(shape, o, kernel, stride, padding, dtype)
+    fast = conv_results(x, w, b, gy, geometry)
+    plain = conv_results(x, w, b, gy, geometry, plain=True)
+    for got, want in zip(fast, plain, strict=True):
+        assert got.dtype == dtype and got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * 10)
+
+
+@pytest.mark.parametrize(("shape", "o", "kernel", "stride", "padding"), CONV_GEOMETRIES)
+def test_chunked_convolution_gives_the_same_bits_on_any_thread_count(
+    small_chunks, restore_threads, shape, o, kernel, stride, padding
+):
+    geometry = (kernel, stride, padding)
+    x, w, b, gy = conv_case(shape, o, kernel, stride, padding, np.float32, seed=1)
+    results = []
+    for count in (1, 2, 3):
+        threads.set_num_threads(count)
+        results.append(conv_results(x, w, b, gy, geometry))
+    for other in results[1:]:
+        for got, want in zip(other, results[0], strict=True):
+            np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize(
+    ("shape", "kernel", "stride"),
+    [((4, 3, 8, 8), (2, 2), (2, 2)), ((3, 5, 9, 7), (2, 2), (2, 2)),
+     ((2, 2, 9, 9), (3, 3), (3, 3)), ((2, 3, 7, 7), (3, 3), (2, 2))],
+)  # fmt: skip
+@pytest.mark.parametrize("count", [1, 3])
+def test_maxpool_matches_plain_exactly_with_ties(
+    small_chunks, restore_threads, shape, kernel, stride, count
+):
+    threads.set_num_threads(count)
+    rng = np.random.default_rng(2)
+    # Small integers: many windows hold their maximum twice.
+    x = batch_last(rng.integers(0, 3, size=shape).astype(np.float32))
+    y, saved = P.maxpool_forward(x, kernel, stride)
+    y_plain, saved_plain = P.maxpool_forward_plain(x, kernel, stride)
+    np.testing.assert_array_equal(y, y_plain)
+    gy = batch_last(rng.standard_normal(y.transpose(3, 0, 1, 2).shape).astype(np.float32))
+    gx = P.maxpool_backward(gy, saved, x.shape, kernel, stride)
+    gx_plain = P.maxpool_backward_plain(gy, saved_plain, x.shape, kernel, stride)
+    np.testing.assert_array_equal(gx, gx_plain)
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+@pytest.mark.parametrize("layout", ["batch_last", "c_order", "strided"])
+@pytest.mark.parametrize("count", [1, 3])
+def test_relu_matches_plain_exactly(small_chunks, restore_threads, inplace, layout, count):
+    threads.set_num_threads(count)
+    rng = np.random.default_rng(3)
+    x0 = rng.standard_normal((4, 3, 5, 6)).astype(np.float32)
+    if layout == "batch_last":
+        x0 = batch_last(x0)
+    elif layout == "strided":
+        x0 = np.repeat(x0, 2, axis=3)[..., ::2]
+    g0 = rng.standard_normal(x0.shape).astype(np.float32)
+    want_y = P.relu_forward_plain(x0.copy())
+    x = x0.copy() if layout != "batch_last" else batch_last(x0)
+    y = P.relu_forward(x, inplace=inplace)
+    np.testing.assert_array_equal(y, want_y)
+    assert (y is x) == inplace
+    g = g0.copy() if layout != "batch_last" else batch_last(g0)
+    if layout == "batch_last":
+        y = batch_last(np.asarray(y))
+    gx = P.relu_backward(g, y, inplace=inplace)
+    np.testing.assert_array_equal(gx, P.relu_backward_plain(g0, want_y))
+
+
+def test_parallel_for_runs_every_item_and_raises_errors(restore_threads):
+    threads.set_num_threads(3)
+    seen = np.zeros(10, dtype=int)
+
+    def work(k):
+        seen[k] += 1
+
+    threads.parallel_for(work, 10)
+    assert seen.tolist() == [1] * 10
+
+    def fail(k):
+        if k == 4:
+            raise ValueError("item 4 failed")
+
+    with pytest.raises(ValueError, match="item 4 failed"):
+        threads.parallel_for(fail, 6)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_set_num_threads_rejects_non_positive_ints(bad):
+    with pytest.raises(ValueError, match="set_num_threads"):
+        threads.set_num_threads(bad)
+
+
+@pytest.mark.parametrize(("m", "k", "n"), [(7, 5, 300), (300, 6, 9), (1, 40, 1000), (33, 17, 33)])
+def test_split_matmul_matches_plain_on_any_thread_count(monkeypatch, restore_threads, m, k, n):
+    monkeypatch.setattr(P, "MATMUL_BLOCK_MACS", 64)
+    monkeypatch.setattr(P, "TINY_BYTES", 1)
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = np.asfortranarray(rng.standard_normal((k, n)).astype(np.float32))
+    results = []
+    for count in (1, 2, 3):
+        threads.set_num_threads(count)
+        results.append(P.matmul(a, b))
+    np.testing.assert_allclose(results[0], P.matmul_plain(a, b), rtol=1e-5, atol=1e-5)
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+
+
+def _train_two_steps(seed):
+    from cnnx import nn, optim
+
+    rng = np.random.default_rng(seed)
+    model = nn.Sequential(
+        nn.Conv2D(2, 4, 3, padding=1, rng=rng), nn.ReLU(inplace=True), nn.MaxPool2D(2),
+        nn.Conv2D(4, 6, 3, rng=rng), nn.ReLU(inplace=True), nn.MaxPool2D(2),
+        nn.Flatten(), nn.Linear(6 * 3 * 3, 5, rng=rng),
+    )  # fmt: skip
+    opt = optim.Adam(model.named_parameters(), lr=1e-2)
+    loss_fn = nn.SoftmaxCrossEntropy()
+    data = np.random.default_rng(seed + 1)
+    for _ in range(2):
+        x = data.standard_normal((7, 2, 16, 16)).astype(np.float32)
+        y = data.integers(0, 5, size=7)
+        loss_fn(model(x), y)
+        opt.zero_grad()
+        model.backward_params(loss_fn.backward())
+        opt.step()
+    return [p.data.copy() for p in model.parameters()]
+
+
+def test_training_gives_the_same_bits_on_any_thread_count(small_chunks, restore_threads):
+    results = []
+    for count in (1, 2, 3):
+        threads.set_num_threads(count)
+        results.append(_train_two_steps(seed=5))
+    for other in results[1:]:
+        for got, want in zip(other, results[0], strict=True):
+            np.testing.assert_array_equal(got, want)
+
+
+def _three_steps(name, start, monkeypatch, min_parallel):
+    from cnnx import optim
+    from cnnx.nn import Parameter
+
+    monkeypatch.setattr(P, "ELEMENTWISE_MIN_PARALLEL", min_parallel)
+    param = Parameter(start.copy())
+    opt = getattr(optim, name)([param], lr=0.1)
+    grads = np.random.default_rng(7)
+    for _ in range(3):
+        param.grad[...] = grads.standard_normal(start.size).astype(np.float32)
+        opt.step()
+    return param.data
+
+
+@pytest.mark.parametrize("name", ["SGD", "Momentum", "Nesterov", "Adagrad", "RMSprop", "Adam"])
+def test_optimizer_update_in_parts_matches_one_call(monkeypatch, restore_threads, name):
+    threads.set_num_threads(3)
+    start = np.random.default_rng(6).standard_normal(1001).astype(np.float32)
+    in_parts = _three_steps(name, start, monkeypatch, min_parallel=1)
+    whole = _three_steps(name, start, monkeypatch, min_parallel=1 << 40)
+    np.testing.assert_array_equal(in_parts, whole)
+
+
+def test_thread_buffers_never_leak_into_outputs(small_chunks, restore_threads):
+    from cnnx import nn
+
+    threads.set_num_threads(2)
+    conv, pool = nn.Conv2D(2, 3, 3, padding=1, rng=0), nn.MaxPool2D(2)
+    rng = np.random.default_rng(8)
+    x1, x2 = (rng.random((3, 2, 10, 10), dtype=np.float32) for _ in range(2))
+    y1 = pool(conv(x1))
+    kept = np.array(y1)
+    g1 = conv.backward(pool.backward(np.ones_like(y1)))
+    kept_g, kept_w = np.array(g1), conv.weight.grad.copy()
+    y2 = pool(conv(x2))
+    conv.backward(pool.backward(np.ones_like(y2)))
+    np.testing.assert_array_equal(y1, kept)
+    np.testing.assert_array_equal(g1, kept_g)
+    assert not np.array_equal(conv.weight.grad, kept_w)  # the second backward did add
+
+
+@pytest.mark.parametrize("b_order", ["C", "F"])
+def test_matmul_tn_matches_plain(restore_threads, b_order):
+    rng = np.random.default_rng(9)
+    a = rng.standard_normal((64, 10)).astype(np.float32)
+    b = np.asarray(rng.standard_normal((64, 300)).astype(np.float32), order=b_order)
+    results = []
+    for count in (1, 3):
+        threads.set_num_threads(count)
+        results.append(P.matmul_tn(a, b))
+    np.testing.assert_allclose(results[0], P.matmul_tn_plain(a, b), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(results[1], results[0])
