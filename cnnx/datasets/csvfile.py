@@ -319,5 +319,9 @@ def _parse_pixels(
             bad.append((f"row {number}", problem))
         else:
             raise DatasetError(f"{source}: row {number}, {problem}")
-    values = np.stack(kept_values) if kept_values else np.zeros((0, len(pixel_columns)), dtype=np.float64)
+    values = (
+        np.stack(kept_values)
+        if kept_values
+        else np.zeros((0, len(pixel_columns)), dtype=np.float64)
+    )
     return values, kept, bad

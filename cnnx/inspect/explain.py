@@ -119,7 +119,11 @@ def _products(patch: np.ndarray, kernel: np.ndarray) -> str:
 
 def _conv_forward(w: _Writer, name: str, layer: Conv2D, x: np.ndarray, z: np.ndarray) -> None:
     weight = to_host(layer.weight.data)
-    bias = to_host(layer.bias.data) if layer.bias is not None else np.zeros(weight.shape[0], dtype=weight.dtype)
+    bias = (
+        to_host(layer.bias.data)
+        if layer.bias is not None
+        else np.zeros(weight.shape[0], dtype=weight.dtype)
+    )
     xp = _padded(x, layer)
     out_c, oh, ow = z.shape
     lines = ["Z_conv = Σ(X_region ⊙ W_conv) + b_conv"]
@@ -182,7 +186,11 @@ def _pool_forward(w: _Writer, name: str, layer: Any, x: np.ndarray, z: np.ndarra
 
 def _linear_forward(w: _Writer, name: str, layer: Linear, a: np.ndarray, z: np.ndarray) -> None:
     weight = to_host(layer.weight.data)
-    bias = to_host(layer.bias.data) if layer.bias is not None else np.zeros(weight.shape[0], dtype=weight.dtype)
+    bias = (
+        to_host(layer.bias.data)
+        if layer.bias is not None
+        else np.zeros(weight.shape[0], dtype=weight.dtype)
+    )
     lines = ["Z_dense = A_flat · W_denseᵀ + b_dense"]
     if weight.size <= FULL_VALUES:
         lines.append(f"{array_text(a)} @ {array_text(weight.T)} + {array_text(bias)}")
