@@ -9,11 +9,9 @@ from cnnx.backends.devices import (
     ignore_float_errors,
     to_host,
 )
-from cnnx.backends.scratch import Scratch
 
 __all__ = [
     "Device",
-    "Scratch",
     "device",
     "device_of",
     "get_array_module",
