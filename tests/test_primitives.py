@@ -30,9 +30,10 @@ def small_chunks(monkeypatch, request):
     """Tiny chunks and pieces, so that small test arrays are cut into many of them."""
     monkeypatch.setattr(P, "CONV_CHUNK_BYTES", request.param)
     monkeypatch.setattr(P, "CONV_MIN_SPLIT_BYTES", 1)
+    monkeypatch.setattr(P, "CONV_GW_BLOCK_COLS", 7)  # ragged blocks of the gW sum
     monkeypatch.setattr(P, "TINY_BYTES", 1)
     monkeypatch.setattr(P, "POOL_CHUNK_BYTES", 1)
-    monkeypatch.setattr(P, "ELEMENTWISE_MIN_PARALLEL", 1)
+    monkeypatch.setattr(threads, "PARALLEL_MIN_BYTES", 1)
     monkeypatch.setattr(P, "MATMUL_BLOCK_MACS", 64)
     P._conv_plan.cache_clear()
     yield
@@ -166,6 +167,23 @@ def test_parallel_for_runs_every_item_and_raises_errors(restore_threads):
         threads.parallel_for(fail, 6)
 
 
+def test_small_regions_run_on_the_calling_thread(monkeypatch, restore_threads):
+    import threading
+
+    threads.set_num_threads(4)
+    monkeypatch.setattr(threads, "PARALLEL_MIN_BYTES", 1000)
+    assert [threads.threads_for(n) for n in (0, 999, 1000, 2999, 3000, 10**9)] == [
+        1, 1, 1, 2, 3, 4,
+    ]  # fmt: skip
+    ran_on = set()
+
+    def work(k):
+        ran_on.add(threading.get_ident())
+
+    threads.parallel_for(work, 8, nbytes=1999)
+    assert ran_on == {threading.get_ident()}
+
+
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True])
 def test_set_num_threads_rejects_non_positive_ints(bad):
     with pytest.raises(ValueError, match="set_num_threads"):
@@ -224,7 +242,7 @@ def _three_steps(name, start, monkeypatch, min_parallel):
     from cnnx import optim
     from cnnx.nn import Parameter
 
-    monkeypatch.setattr(P, "ELEMENTWISE_MIN_PARALLEL", min_parallel)
+    monkeypatch.setattr(threads, "PARALLEL_MIN_BYTES", min_parallel)
     param = Parameter(start.copy())
     opt = getattr(optim, name)([param], lr=0.1)
     grads = np.random.default_rng(7)

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from cnnx.backends.devices import get_array_module
-from cnnx.backends.threads import num_threads, parallel_for, thread_buffer
+from cnnx.backends.threads import parallel_for, thread_buffer, threads_for
 
 Pair = tuple[int, int]
 
@@ -47,14 +47,16 @@ CONV_MIN_CHUNKS = 4
 CONV_MIN_SPLIT_BYTES = 1 << 19
 #: Work this small (bytes of columns, or multiply-adds × item size) skips the threads.
 TINY_BYTES = 1 << 16
+#: Output positions per block of the sum a weight-gradient product runs over: OpenBLAS
+#: was up to 3.5 times slower on one product over 10,000 positions with few input rows
+#: (a first layer's 9 or 25) than on the same sum in blocks of 2,048 (docs/performance.md).
+CONV_GW_BLOCK_COLS = 2048
 #: Multiply-adds per block of a CPU matrix product split over threads.
 MATMUL_BLOCK_MACS = 1 << 25
 #: Most blocks a CPU matrix product is split into.
 MATMUL_MAX_BLOCKS = 2
 #: Bytes of input per work item in the CPU max pooling.
 POOL_CHUNK_BYTES = 1 << 20
-#: Below this many elements an elementwise primitive runs on one thread.
-ELEMENTWISE_MIN_PARALLEL = 1 << 18
 
 
 def _window(start: int, count: int, stride: int) -> slice:
@@ -214,6 +216,7 @@ class _ConvPlan:
         # So little that BLAS would not start threads of its own anyway: the plain
         # version computes exactly what one chunk would, without the thread machinery.
         self.tiny = row_bytes * self.oh < TINY_BYTES
+        self.col_bytes = row_bytes * self.oh
         self.starts = list(range(0, self.oh, self.rows))
         # Pieces of a chunk that fit the cache: several rows, or, where one output row
         # alone is larger than CONV_CHUNK_BYTES, part of a row (not for col2im, whose
@@ -266,7 +269,7 @@ def _padded_batch_last(x: Any, padding: Pair) -> Any:
     def group(index: int) -> None:
         inner[groups[index]] = xt[groups[index]]
 
-    parallel_for(group, len(groups))
+    parallel_for(group, len(groups), nbytes=2 * x.nbytes)
     return src
 
 
@@ -337,16 +340,17 @@ def im2col_matmul(
             if bias is not None:
                 out += bias[:, None]
 
-    parallel_for(chunk, plan.chunks, uses_blas=True)
+    parallel_for(chunk, plan.chunks, uses_blas=True, nbytes=plan.col_bytes + y.nbytes)
     return y
 
 
 def matmul_im2col_t(gy: Any, x: Any, kernel_size: Pair, stride: Pair, padding: Pair) -> Any:
     """``gy @ im2col(x)ᵀ``, shape ``(O, C·KH·KW)``; see :func:`matmul_im2col_t_plain`.
 
-    On the CPU the sum over output positions is taken per chunk and the chunks' sums are
-    added in chunk order: the same value up to float rounding, and the same bits on any
-    number of threads.
+    On the CPU the sum over output positions is taken in blocks of
+    :data:`CONV_GW_BLOCK_COLS` positions within each chunk, and the chunks' sums are added
+    in chunk order: the same value up to float rounding, and the same bits on any number
+    of threads.
     """
     xp = get_array_module(gy)
     plan = _plan(x.shape, kernel_size, stride, padding, x.itemsize)
@@ -358,17 +362,23 @@ def matmul_im2col_t(gy: Any, x: Any, kernel_size: Pair, stride: Pair, padding: P
     partial = np.empty((plan.chunks, plan.k, gy.shape[0]), dtype=gy.dtype)
 
     def chunk(index: int) -> None:
-        for number, piece in enumerate(plan.pieces(index)):
+        total = partial[index]
+        more = thread_buffer("conv_gw", total.size, gy.dtype).reshape(total.shape)
+        first = True
+        for piece in plan.pieces(index):
             a = plan.offset(piece[0], piece[2])
+            cols = piece[1] * piece[3] * plan.n
             col = _unfold(src, plan, piece, kernel_size, stride)
-            part = gy[:, a : a + piece[1] * piece[3] * plan.n].T
-            if number == 0:
-                np.matmul(col, part, out=partial[index])
-            else:
-                more = thread_buffer("conv_gw", partial[index].size, gy.dtype)
-                partial[index] += np.matmul(col, part, out=more.reshape(partial[index].shape))
+            for b0 in range(0, cols, CONV_GW_BLOCK_COLS):
+                block = slice(b0, min(b0 + CONV_GW_BLOCK_COLS, cols))
+                part = gy[:, a + block.start : a + block.stop].T
+                if first:
+                    np.matmul(col[:, block], part, out=total)
+                    first = False
+                else:
+                    total += np.matmul(col[:, block], part, out=more)
 
-    parallel_for(chunk, plan.chunks, uses_blas=True)
+    parallel_for(chunk, plan.chunks, uses_blas=True, nbytes=plan.col_bytes + gy.nbytes)
     total = partial[0]
     for index in range(1, plan.chunks):
         total += partial[index]
@@ -409,9 +419,13 @@ def col2im_matmul(
                     )
                     gx[:, rows_in, cols_in] += gcol6[:, i, j]
 
+    # Each parity folds about half of the columns into gx.
+    nbytes = (plan.col_bytes + gy.nbytes + gx.nbytes) // 2
     for parity in (0, 1):
         indices = range(parity, plan.chunks, 2)
-        parallel_for(lambda k, idx=indices: chunk(idx[k]), len(indices), uses_blas=True)
+        parallel_for(
+            lambda k, idx=indices: chunk(idx[k]), len(indices), uses_blas=True, nbytes=nbytes
+        )
     if ph or pw:
         gx = gx[:, ph : ph + h, pw : pw + w]
     return gx.transpose(3, 0, 1, 2)
@@ -553,7 +567,7 @@ def maxpool_forward(x: Any, kernel_size: Pair, stride: Pair) -> tuple[Any, Any]:
         )
         first_max([row_max[:, i::kh] for i in range(kh)], out=y[g], arg=row_arg[g])
 
-    parallel_for(group, len(groups))
+    parallel_for(group, len(groups), nbytes=x.nbytes + y.nbytes + col_arg.nbytes)
     return y, ("separable", col_arg, row_arg)
 
 
@@ -582,7 +596,7 @@ def maxpool_backward(
         part = inner[g]
         route(g_rows, col_arg[g], [part[:, :, j::kw] for j in range(kw)])
 
-    parallel_for(group, len(groups))
+    parallel_for(group, len(groups), nbytes=gx.nbytes + gy.nbytes + col_arg.nbytes)
     return gx.transpose(3, 0, 1, 2)
 
 
@@ -631,10 +645,10 @@ def _zeros_like_chunk(size: int, dtype: Any) -> Any:
 _ZEROS: dict[str, Any] = {}
 
 
-def _elementwise_parts(size: int) -> list[slice]:
+def _elementwise_parts(size: int, nbytes: int) -> list[slice]:
     # Elementwise results do not depend on how the elements are split, so the split
-    # may follow the thread count.
-    parts = num_threads() if size >= ELEMENTWISE_MIN_PARALLEL else 1
+    # may follow the thread count: one part per thread the traffic pays for.
+    parts = threads_for(nbytes)
     step = -(-size // parts)
     step += -step % 16
     return [slice(a, min(a + step, size)) for a in range(0, size, step)]
@@ -648,7 +662,7 @@ def relu_forward(x: Any, inplace: bool = False) -> Any:
     flat_out = _memory_order(out) if flat_x is not None else None
     if flat_out is None or not _same_layout(x, out):
         return relu_forward_plain(x, out=out)
-    parts = _elementwise_parts(flat_x.size)
+    parts = _elementwise_parts(flat_x.size, 2 * x.nbytes)
     zeros = _zeros_like_chunk(max(p.stop - p.start for p in parts), x.dtype)
 
     def part(index: int) -> None:
@@ -667,7 +681,7 @@ def relu_backward(gy: Any, y: Any, inplace: bool = False) -> Any:
     if any(f is None for f in flats) or not _same_layout(gy, y, out):
         return relu_backward_plain(gy, y, out=out)
     flat_g, flat_y, flat_out = flats
-    parts = _elementwise_parts(flat_g.size)
+    parts = _elementwise_parts(flat_g.size, 3 * gy.nbytes)
 
     def part(index: int) -> None:
         p = parts[index]
@@ -690,7 +704,7 @@ def elementwise_update(update: Any, p: Any, g: Any, state: dict[str, Any]) -> No
     if get_array_module(p) is not np or p.ndim != 1:
         update(p, g, state)
         return
-    parts = _elementwise_parts(p.size)
+    parts = _elementwise_parts(p.size, p.nbytes * (2 + 2 * len(state)))
     if len(parts) == 1:
         update(p, g, state)
         return

@@ -29,6 +29,14 @@ from typing import Any
 
 _ENV_VARS = ("CNNX_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
+#: Bytes of memory traffic (reads + writes) that each thread of a parallel region must
+#: have at least; smaller regions use fewer threads, down to the caller alone. Waking a
+#: sleeping helper thread and handing the GIL between threads costs tens to hundreds of
+#: microseconds (most on virtual machines whose idle cores halt), and a helper that takes
+#: an item pulls its data into another core's cache; below a few megabytes per thread
+#: that costs more than the second core gives (docs/performance.md, issue 10).
+PARALLEL_MIN_BYTES = 3 << 20
+
 _lock = threading.Lock()
 _state: dict[str, Any] = {"threads": None, "pool": None, "pool_threads": 0, "blas": None}
 
@@ -50,6 +58,11 @@ def num_threads() -> int:
     if threads is None:
         threads = _state["threads"] = _default_threads()
     return threads
+
+
+def threads_for(nbytes: int) -> int:
+    """How many threads a region moving ``nbytes`` of memory should use (1 to num_threads)."""
+    return max(1, min(num_threads(), int(nbytes) // max(PARALLEL_MIN_BYTES, 1)))
 
 
 def set_num_threads(threads: int) -> None:
@@ -137,18 +150,22 @@ def _one_blas_thread() -> Iterator[None]:
             blas.set(before)
 
 
-def parallel_for(work: Callable[[int], None], count: int, uses_blas: bool = False) -> None:
+def parallel_for(
+    work: Callable[[int], None], count: int, uses_blas: bool = False, nbytes: int | None = None
+) -> None:
     """Run ``work(0) ... work(count - 1)``, on several threads when there are several items.
 
     Every item must write only its own part of the outputs, so that the order and
     the thread an item runs on do not matter. ``uses_blas``: the items call matrix
-    products (see the module docstring). Exceptions from an item are raised here.
+    products (see the module docstring). ``nbytes``: the memory all items read and
+    write together; small regions use fewer threads (:func:`threads_for`). Which
+    thread runs an item never changes a result. Exceptions from an item are raised here.
 
     The calling thread works too, taking items from the same counter as the helper
     threads: when the machine is busy and a helper is slow to be scheduled, the caller
     simply does more of the items instead of waiting for it.
     """
-    threads = num_threads()
+    threads = num_threads() if nbytes is None else threads_for(nbytes)
     blas = _openblas() if uses_blas else None
     if uses_blas and blas is None:
         for k in range(count):
