@@ -1,0 +1,116 @@
+"""cnnx training-step time under different CPU strategy constants, alternated in one process.
+
+Each configuration sets cnnx's thread count and, optionally, module constants of
+``cnnx.backends.threads`` or ``cnnx.backends.primitives`` (e.g. ``PARALLEL_MIN_BYTES``);
+every round runs all configurations on the same model and batch, in alternating order,
+and the table reports the median ms per step with the per-round range. The constants
+change how the work is split and scheduled, not what is computed (see
+``tests/test_primitives.py``). PyTorch is not involved: this compares cnnx with itself.
+
+    python bench/ab_constants.py --nets lenet5 mnist_cnn --batch-sizes 64 256 \\
+        --configs 2 2:PARALLEL_MIN_BYTES=1 --rounds 5
+
+A configuration is ``THREADS[:NAME=INT[:NAME=INT...]]``; every constant not named has its
+default value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+import _common
+import zoo_models
+
+
+def parse_config(text: str) -> tuple[int, dict[str, int]]:
+    threads, *settings = text.split(":")
+    if not threads.isdigit() or int(threads) < 1:
+        raise SystemExit(f"--configs: {text!r} must start with a positive thread count")
+    values = {}
+    for setting in settings:
+        name, sep, value = setting.partition("=")
+        if not sep or not value.lstrip("-").isdigit():
+            raise SystemExit(f"--configs: {setting!r} in {text!r} must be NAME=INT")
+        values[name] = int(value)
+    return int(threads), values
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--nets", nargs="+", default=list(zoo_models.NETWORKS))
+    p.add_argument("--batch-sizes", nargs="+", type=int, default=[64, 256])
+    p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
+    p.add_argument("--configs", nargs="+", default=["2", "2:PARALLEL_MIN_BYTES=1"])
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--samples", type=int, default=4096, help="samples per timed block")
+    args = p.parse_args(argv)
+    configs = [(text, *parse_config(text)) for text in args.configs]
+    _common.set_thread_env(max(threads for _, threads, _ in configs))
+
+    import numpy as np
+
+    import cnnx
+    from cnnx.backends import primitives, threads
+
+    modules = (threads, primitives)
+    defaults = {
+        (module, name): getattr(module, name)
+        for module in modules
+        for name in dir(module)
+        if name.isupper() and isinstance(getattr(module, name), int)
+    }
+    for _, _, values in configs:
+        for name in values:
+            if not any(key[1] == name for key in defaults):
+                raise SystemExit(f"--configs: no integer constant {name} in {modules}")
+
+    def apply(thread_count: int, values: dict[str, int]) -> None:
+        for (module, name), default in defaults.items():
+            setattr(module, name, values.get(name, default))
+        primitives._conv_plan.cache_clear()  # plans are cached per shape and constants
+        threads.set_num_threads(thread_count)
+
+    _common.print_machine_report(_common.machine_report(max(t for _, t, _ in configs)))
+    rows = []
+    for net in args.nets:
+        for batch in args.batch_sizes:
+            model = zoo_models.build_cnnx(net, 0)
+            params = model.named_parameters()
+            opt = (
+                cnnx.optim.SGD(params, lr=0.01)
+                if args.optimizer == "sgd"
+                else cnnx.optim.Adam(params, lr=1e-3)
+            )
+            step = _common.make_cnnx_step(model, opt, cnnx.device("cpu"))
+            rng = np.random.default_rng(0)
+            x = rng.standard_normal((batch, *zoo_models.NETWORKS[net][1]), dtype=np.float32)
+            y = rng.integers(0, 10, batch)
+            steps = max(4, args.samples // batch)
+            times: dict[str, list[float]] = {text: [] for text, _, _ in configs}
+            for k in range(args.rounds):
+                for text, thread_count, values in configs if k % 2 == 0 else configs[::-1]:
+                    apply(thread_count, values)
+                    for _ in range(3):
+                        step(x, y)
+                    t0 = time.perf_counter()
+                    for _ in range(steps):
+                        step(x, y)
+                    times[text].append((time.perf_counter() - t0) / steps * 1e3)
+            row: list[Any] = [net, batch]
+            for text, _, _ in configs:
+                t = times[text]
+                row.append(f"{_common.median(t):.2f} ({min(t):.2f}–{max(t):.2f})")
+            rows.append(row)
+            print(f"  done: {net} batch {batch}", file=sys.stderr, flush=True)
+    apply(*configs[0][1:])
+    print(f"\nms per training step ({args.optimizer}), median of {args.rounds} alternating "
+          f"rounds (range):\n")  # fmt: skip
+    print(_common.format_table(["network", "batch", *[t for t, _, _ in configs]], rows))
+    print(f"\nload average at end: {_common.load_average()}")
+
+
+if __name__ == "__main__":
+    main()
