@@ -169,6 +169,7 @@ def test_parallel_for_runs_every_item_and_raises_errors(restore_threads):
 
 def test_small_regions_run_on_the_calling_thread(monkeypatch, restore_threads):
     import threading
+    import time
 
     threads.set_num_threads(4)
     monkeypatch.setattr(threads, "PARALLEL_MIN_BYTES", 1000)
@@ -178,10 +179,14 @@ def test_small_regions_run_on_the_calling_thread(monkeypatch, restore_threads):
     ran_on = set()
 
     def work(k):
+        time.sleep(0.01)  # long enough for a helper thread to wake up and take items
         ran_on.add(threading.get_ident())
 
     threads.parallel_for(work, 8, nbytes=1999)
     assert ran_on == {threading.get_ident()}
+    ran_on.clear()
+    threads.parallel_for(work, 8, nbytes=10**9)  # the control: helpers do take items
+    assert len(ran_on) > 1
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True])
