@@ -189,6 +189,51 @@ def test_small_regions_run_on_the_calling_thread(monkeypatch, restore_threads):
     assert len(ran_on) > 1
 
 
+def test_items_run_with_the_ufunc_buffer_and_the_caller_keeps_its_own(
+    monkeypatch, restore_threads
+):
+    import threading
+    import time
+
+    threads.set_num_threads(3)
+    monkeypatch.setattr(threads, "UFUNC_BUFFER_ELEMENTS", 640)
+    seen = {}
+
+    def work(k):
+        time.sleep(0.01)  # so that helper threads take items too
+        seen[k] = (threading.get_ident(), np.getbufsize())
+
+    before = np.setbufsize(4096)
+    try:
+        threads.parallel_for(work, 6, nbytes=10**12)
+        assert np.getbufsize() == 4096
+        assert len({ident for ident, _ in seen.values()}) > 1
+        assert {size for _, size in seen.values()} == {640}
+
+        def fail(k):
+            raise ValueError("item failed")
+
+        for nbytes in (1, 10**12):  # on the caller alone, and shared
+            with pytest.raises(ValueError, match="item failed"):
+                threads.parallel_for(fail, 4, nbytes=nbytes)
+            assert np.getbufsize() == 4096
+    finally:
+        np.setbufsize(before)
+
+
+def test_training_gives_the_same_bits_with_any_ufunc_buffer(
+    small_chunks, monkeypatch, restore_threads
+):
+    threads.set_num_threads(2)
+    results = []
+    for size in (8192, 1024, 16):
+        monkeypatch.setattr(threads, "UFUNC_BUFFER_ELEMENTS", size)
+        results.append(_train_two_steps(seed=5))
+    for other in results[1:]:
+        for got, want in zip(other, results[0], strict=True):
+            np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True])
 def test_set_num_threads_rejects_non_positive_ints(bad):
     with pytest.raises(ValueError, match="set_num_threads"):

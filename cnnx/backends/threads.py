@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
+
 _ENV_VARS = ("CNNX_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 #: Bytes of memory traffic (reads + writes) that each thread of a parallel region must
@@ -36,6 +38,14 @@ _ENV_VARS = ("CNNX_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL
 #: an item pulls its data into another core's cache; below a few megabytes per thread
 #: that costs more than the second core gives (docs/performance.md, issue 10).
 PARALLEL_MIN_BYTES = 3 << 20
+
+#: Elements in NumPy's ufunc buffer while items of a parallel region run. With NumPy's
+#: default (8,192), elementwise operations on views that are strided outside their last
+#: axes (col2im adding into windows of the input gradient, a bias added to a block of
+#: output columns, pooling over every other column) ran up to 5 times slower than with
+#: 1,024 (docs/performance.md, issue 10). The size only sets how NumPy cuts an operation
+#: into inner loops: no elementwise result changes.
+UFUNC_BUFFER_ELEMENTS = 1024
 
 _lock = threading.Lock()
 _state: dict[str, Any] = {"threads": None, "pool": None, "pool_threads": 0, "blas": None}
@@ -106,8 +116,7 @@ class _OpenBLAS:
 
     @classmethod
     def find(cls) -> _OpenBLAS | None:
-        import numpy  # noqa: F401  (loads the BLAS, so that it is in the process's maps)
-
+        # NumPy, imported above, has loaded its BLAS, so the library is in the maps.
         try:
             with open("/proc/self/maps") as f:
                 paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower()})
@@ -150,6 +159,16 @@ def _one_blas_thread() -> Iterator[None]:
             blas.set(before)
 
 
+@contextlib.contextmanager
+def _ufunc_buffer() -> Iterator[None]:
+    # NumPy keeps the buffer size in a context variable, so this is private to the thread.
+    before = np.setbufsize(UFUNC_BUFFER_ELEMENTS)
+    try:
+        yield
+    finally:
+        np.setbufsize(before)
+
+
 def parallel_for(
     work: Callable[[int], None], count: int, uses_blas: bool = False, nbytes: int | None = None
 ) -> None:
@@ -168,15 +187,17 @@ def parallel_for(
     threads = num_threads() if nbytes is None else threads_for(nbytes)
     blas = _openblas() if uses_blas else None
     if uses_blas and blas is None:
-        for k in range(count):
-            work(k)
+        with _ufunc_buffer():
+            for k in range(count):
+                work(k)
         return
     # Items that call BLAS always run with one OpenBLAS thread, on the pool or not, so
     # each matrix product is computed the same way whatever the thread counts.
     with _one_blas_thread() if uses_blas else contextlib.nullcontext():
         if count <= 1 or threads <= 1:
-            for k in range(count):
-                work(k)
+            with _ufunc_buffer():
+                for k in range(count):
+                    work(k)
             return
         _share(work, count, min(threads, count) - 1)
 
@@ -189,18 +210,19 @@ def _share(work: Callable[[int], None], count: int, helpers: int) -> None:
     errors: list[BaseException] = []
 
     def run() -> None:
-        while True:
-            k = next(items)
-            if k >= count:
-                return
-            try:
-                work(k)
-            except BaseException as exc:  # re-raised in the caller
-                errors.append(exc)
-            with lock:
-                unfinished[0] -= 1
-                if unfinished[0] == 0:
-                    finished.set()
+        with _ufunc_buffer():
+            while True:
+                k = next(items)
+                if k >= count:
+                    return
+                try:
+                    work(k)
+                except BaseException as exc:  # re-raised in the caller
+                    errors.append(exc)
+                with lock:
+                    unfinished[0] -= 1
+                    if unfinished[0] == 0:
+                        finished.set()
 
     pool = _pool()
     for _ in range(helpers):
@@ -221,8 +243,6 @@ def thread_buffer(name: str, size: int, dtype: Any) -> Any:
     time); the contents are garbage, and are overwritten by the next request of the
     same thread.
     """
-    import numpy as np
-
     buffers = getattr(_local, "buffers", None)
     if buffers is None:
         buffers = _local.buffers = {}
