@@ -338,5 +338,7 @@ def test_matmul_tn_matches_plain(restore_threads, b_order):
     for count in (1, 3):
         threads.set_num_threads(count)
         results.append(P.matmul_tn(a, b))
+    # Dense layers add it into C-contiguous gradients; a transposed result made that slow.
+    assert all(r.flags.c_contiguous for r in results)
     np.testing.assert_allclose(results[0], P.matmul_tn_plain(a, b), rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(results[1], results[0])
