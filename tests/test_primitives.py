@@ -205,17 +205,20 @@ def test_items_run_with_the_ufunc_buffer_and_the_caller_keeps_its_own(
 
     before = np.setbufsize(4096)
     try:
-        threads.parallel_for(work, 6, nbytes=10**12)
+        threads.parallel_for(work, 6, nbytes=10**12, small_ufunc_buffer=True)
         assert np.getbufsize() == 4096
         assert len({ident for ident, _ in seen.values()}) > 1
         assert {size for _, size in seen.values()} == {640}
+        seen.clear()
+        threads.parallel_for(work, 6, nbytes=10**12)  # regions that do not ask keep NumPy's
+        assert len(seen) == 6 and 640 not in {size for _, size in seen.values()}
 
         def fail(k):
             raise ValueError("item failed")
 
         for nbytes in (1, 10**12):  # on the caller alone, and shared
             with pytest.raises(ValueError, match="item failed"):
-                threads.parallel_for(fail, 4, nbytes=nbytes)
+                threads.parallel_for(fail, 4, nbytes=nbytes, small_ufunc_buffer=True)
             assert np.getbufsize() == 4096
     finally:
         np.setbufsize(before)

@@ -340,7 +340,13 @@ def im2col_matmul(
             if bias is not None:
                 out += bias[:, None]
 
-    parallel_for(chunk, plan.chunks, uses_blas=True, nbytes=plan.col_bytes + y.nbytes)
+    parallel_for(
+        chunk,
+        plan.chunks,
+        uses_blas=True,
+        nbytes=plan.col_bytes + y.nbytes,
+        small_ufunc_buffer=bias is not None,  # the bias is added to strided blocks of y
+    )
     return y
 
 
@@ -424,7 +430,11 @@ def col2im_matmul(
     for parity in (0, 1):
         indices = range(parity, plan.chunks, 2)
         parallel_for(
-            lambda k, idx=indices: chunk(idx[k]), len(indices), uses_blas=True, nbytes=nbytes
+            lambda k, idx=indices: chunk(idx[k]),
+            len(indices),
+            uses_blas=True,
+            nbytes=nbytes,
+            small_ufunc_buffer=True,  # the folds add into strided windows of gx
         )
     if ph or pw:
         gx = gx[:, ph : ph + h, pw : pw + w]

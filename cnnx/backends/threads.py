@@ -39,12 +39,12 @@ _ENV_VARS = ("CNNX_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL
 #: that costs more than the second core gives (docs/performance.md, issue 10).
 PARALLEL_MIN_BYTES = 3 << 20
 
-#: Elements in NumPy's ufunc buffer while items of a parallel region run. With NumPy's
-#: default (8,192), elementwise operations on views that are strided outside their last
+#: Elements in NumPy's ufunc buffer in parallel regions that ask for a small one. With
+#: NumPy's default (8,192), elementwise operations on views strided outside their last
 #: axes (col2im adding into windows of the input gradient, a bias added to a block of
-#: output columns, pooling over every other column) ran up to 5 times slower than with
-#: 1,024 (docs/performance.md, issue 10). The size only sets how NumPy cuts an operation
-#: into inner loops: no elementwise result changes.
+#: output columns) ran up to 5 times slower than with 1,024 (docs/performance.md, issue
+#: 10). The size only sets how NumPy cuts an operation into inner loops: no elementwise
+#: result changes. Setting it costs a few microseconds, so only regions that gain do.
 UFUNC_BUFFER_ELEMENTS = 1024
 
 _lock = threading.Lock()
@@ -170,7 +170,11 @@ def _ufunc_buffer() -> Iterator[None]:
 
 
 def parallel_for(
-    work: Callable[[int], None], count: int, uses_blas: bool = False, nbytes: int | None = None
+    work: Callable[[int], None],
+    count: int,
+    uses_blas: bool = False,
+    nbytes: int | None = None,
+    small_ufunc_buffer: bool = False,
 ) -> None:
     """Run ``work(0) ... work(count - 1)``, on several threads when there are several items.
 
@@ -179,6 +183,10 @@ def parallel_for(
     products (see the module docstring). ``nbytes``: the memory all items read and
     write together; small regions use fewer threads (:func:`threads_for`). Which
     thread runs an item never changes a result. Exceptions from an item are raised here.
+    ``small_ufunc_buffer``: the items run with NumPy's ufunc buffer at
+    :data:`UFUNC_BUFFER_ELEMENTS` elements, for elementwise operations on views strided
+    outside their last axes; such items must not reduce (a sum's order would follow
+    the buffer size).
 
     The calling thread works too, taking items from the same counter as the helper
     threads: when the machine is busy and a helper is slow to be scheduled, the caller
@@ -186,8 +194,9 @@ def parallel_for(
     """
     threads = num_threads() if nbytes is None else threads_for(nbytes)
     blas = _openblas() if uses_blas else None
+    buffer = _ufunc_buffer if small_ufunc_buffer else contextlib.nullcontext
     if uses_blas and blas is None:
-        with _ufunc_buffer():
+        with buffer():
             for k in range(count):
                 work(k)
         return
@@ -195,14 +204,19 @@ def parallel_for(
     # each matrix product is computed the same way whatever the thread counts.
     with _one_blas_thread() if uses_blas else contextlib.nullcontext():
         if count <= 1 or threads <= 1:
-            with _ufunc_buffer():
+            with buffer():
                 for k in range(count):
                     work(k)
             return
-        _share(work, count, min(threads, count) - 1)
+        _share(work, count, min(threads, count) - 1, buffer)
 
 
-def _share(work: Callable[[int], None], count: int, helpers: int) -> None:
+def _share(
+    work: Callable[[int], None],
+    count: int,
+    helpers: int,
+    buffer: Callable[[], contextlib.AbstractContextManager[Any]],
+) -> None:
     items = itertools.count()  # next() on it is atomic under the GIL
     unfinished = [count]
     lock = threading.Lock()
@@ -210,7 +224,7 @@ def _share(work: Callable[[int], None], count: int, helpers: int) -> None:
     errors: list[BaseException] = []
 
     def run() -> None:
-        with _ufunc_buffer():
+        with buffer():
             while True:
                 k = next(items)
                 if k >= count:
