@@ -42,7 +42,7 @@ PARALLEL_MIN_BYTES = 3 << 20
 #: Elements in NumPy's ufunc buffer in parallel regions that ask for a small one. With
 #: NumPy's default (8,192), elementwise operations on views strided outside their last
 #: axes (col2im adding into windows of the input gradient, a bias added to a block of
-#: output columns) ran up to 5 times slower than with 1,024 (docs/performance.md, issue
+#: output columns) ran up to 5.5 times slower than with 1,024 (docs/performance.md, issue
 #: 10). The size only sets how NumPy cuts an operation into inner loops: no elementwise
 #: result changes. Setting it costs a few microseconds, so only regions that gain do.
 UFUNC_BUFFER_ELEMENTS = 1024
