@@ -184,3 +184,66 @@ def test_backward_params_skips_modules_before_the_first_parameter():
     model.backward_params(np.ones_like(y))
     assert calls == []
     assert np.any(model[1].weight.grad != 0)
+
+
+def _written_order(model, x, gy):
+    """Forward and backward through ``model``'s children one by one, as written."""
+    layers = list(model._modules.values())
+    for layer in layers:
+        x = layer.forward(x)
+    out = x
+    for layer in reversed(layers):
+        gy = layer.backward(gy)
+    return out, gy
+
+
+@pytest.mark.parametrize("pool", [(2, None), (3, 2), (2, 1)], ids=["2x2", "3x3s2", "2x2s1"])
+@pytest.mark.parametrize("inplace", [True, False])
+def test_relu_before_max_pooling_runs_after_it_with_the_same_bits(device, pool, inplace):
+    rng = np.random.default_rng(3)
+    # Integers make ties within windows, and whole windows of negatives and zeros.
+    values = rng.integers(-3, 3, size=(4, 3, 9, 11)).astype(np.float32)
+    values[0, 0] = -1.0  # one channel with no positive value at all
+    kernel, stride = pool
+
+    def build():
+        return nn.Sequential(
+            nn.Conv2D(3, 3, 1, init=1.0, rng=0), nn.ReLU(inplace=inplace),
+            nn.MaxPool2D(kernel, stride), nn.ReLU(inplace=inplace), nn.MaxPool2D(2),
+            nn.Flatten(),
+        ).to(device)  # fmt: skip
+
+    fused, written = build(), build()
+    identity = device.asarray(np.eye(3, dtype=np.float32).reshape(3, 3, 1, 1))
+    for model in (fused, written):
+        model[0].weight.data[...] = identity  # so that the pooling sees the values
+    order = [type(m).__name__ for m in fused._execution_order()]
+    assert order == ["Conv2D", "MaxPool2D", "ReLU", "MaxPool2D", "ReLU", "Flatten"]
+
+    x = device.asarray(values)
+    y = fused(x)
+    gy = device.asarray(rng.standard_normal(tuple(y.shape)).astype(np.float32))
+    gx = fused.backward(gy.copy())
+    want_y, want_gx = _written_order(written, device.asarray(values), gy.copy())
+    assert to_host(want_y).max() > 0 and (to_host(want_y) == 0).any()
+    np.testing.assert_array_equal(to_host(y), to_host(want_y))
+    np.testing.assert_array_equal(to_host(gx), to_host(want_gx))
+    assert np.signbit(to_host(y)).sum() == np.signbit(to_host(want_y)).sum()
+    for (name, p), q in zip(fused.named_parameters(), written.parameters(), strict=True):
+        np.testing.assert_array_equal(to_host(p.grad), to_host(q.grad), err_msg=name)
+
+
+def test_backward_params_follows_the_swapped_order(device):
+    model = nn.Sequential(
+        nn.Conv2D(1, 2, 3, padding=1, rng=0), nn.ReLU(), nn.MaxPool2D(2), nn.Flatten(),
+        nn.Linear(2 * 4 * 4, 3, rng=1),
+    ).to(device)  # fmt: skip
+    x = device.asarray(np.random.default_rng(1).standard_normal((2, 1, 8, 8)).astype(np.float32))
+    y = model(x)
+    model.backward_params(device.xp.ones_like(y))
+    with_params = {n: to_host(p.grad).copy() for n, p in model.named_parameters()}
+    model.zero_grad()
+    model(x)
+    model.backward(device.xp.ones_like(y))
+    for n, p in model.named_parameters():
+        np.testing.assert_array_equal(to_host(p.grad), with_params[n])

@@ -392,7 +392,13 @@ def _holds_parameters(module: Module) -> bool:
 class Sequential(Module):
     """A chain of modules; child ``i`` is registered under the name ``str(i)``.
 
-    ``forward`` runs the children in order, ``backward`` in reverse order.
+    ``forward`` runs the children in order, ``backward`` in reverse order, with one
+    exception that changes no number: a ``ReLU`` directly followed by a ``MaxPool2D``
+    runs after the pooling instead of before it. The maximum of a window commutes with
+    ``max(·, 0)``, and the gradient reaches the same element (the window's first
+    maximum, if it is positive; no element otherwise), so outputs and gradients are the
+    same, while the ReLU passes over a quarter of the data (for 2×2 windows). Each
+    layer's own ``forward`` and :meth:`trace` still run in the written order.
     """
 
     def __init__(self, *modules: Module):
@@ -402,14 +408,25 @@ class Sequential(Module):
                 raise TypeError(f"Sequential argument {i} is {type(module).__name__}, not a Module")
             setattr(self, str(i), module)
 
+    def _execution_order(self) -> list[Module]:
+        """The children in the order forward runs them: each ReLU → MaxPool2D pair swapped."""
+        from cnnx.nn.activation import ReLU  # layers' modules import this one
+        from cnnx.nn.pooling import MaxPool2D
+
+        order = list(self._modules.values())
+        for i in range(len(order) - 1):
+            if type(order[i]) is ReLU and type(order[i + 1]) is MaxPool2D:
+                order[i], order[i + 1] = order[i + 1], order[i]
+        return order
+
     def forward(self, x: Any) -> Any:
-        for module in self._modules.values():
+        for module in self._execution_order():
             x = module.forward(x)
         return x
 
     def backward(self, gy: Any) -> Any:
         with device_of(gy):  # as forward: compute where the gradient lives
-            for module in reversed(self._modules.values()):
+            for module in reversed(self._execution_order()):
                 gy = module.backward(gy)
         return gy
 
@@ -419,7 +436,7 @@ class Sequential(Module):
         Modules before it get no gradient (nothing below needs one), and that
         module itself only accumulates its parameter gradients.
         """
-        modules = list(self._modules.values())
+        modules = self._execution_order()
         first = next((i for i, m in enumerate(modules) if _holds_parameters(m)), None)
         if first is None:
             return
