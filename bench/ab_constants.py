@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import _common
@@ -38,6 +39,38 @@ def parse_config(text: str) -> tuple[int, dict[str, int]]:
     return int(threads), values
 
 
+def config_appliers(configs: list[tuple[int, dict[str, int]]]) -> list[Callable[[], None]]:
+    """One function per ``(threads, constants)`` configuration that switches cnnx to it.
+
+    Constants not named get their default values back; an unknown name is an error.
+    Import only after :func:`_common.set_thread_env`.
+    """
+    from cnnx.backends import primitives, threads
+
+    modules = (threads, primitives)
+    defaults = {
+        (module, name): getattr(module, name)
+        for module in modules
+        for name in dir(module)
+        if name.isupper() and isinstance(getattr(module, name), int)
+    }
+    for _, values in configs:
+        for name in values:
+            if not any(key[1] == name for key in defaults):
+                raise SystemExit(f"--configs: no integer constant {name} in {modules}")
+
+    def applier(thread_count: int, values: dict[str, int]) -> Callable[[], None]:
+        def apply() -> None:
+            for (module, name), default in defaults.items():
+                setattr(module, name, values.get(name, default))
+            primitives._conv_plan.cache_clear()  # plans are cached per shape and constants
+            threads.set_num_threads(thread_count)
+
+        return apply
+
+    return [applier(thread_count, values) for thread_count, values in configs]
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--nets", nargs="+", default=list(zoo_models.NETWORKS))
@@ -53,25 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     import numpy as np
 
     import cnnx
-    from cnnx.backends import primitives, threads
 
-    modules = (threads, primitives)
-    defaults = {
-        (module, name): getattr(module, name)
-        for module in modules
-        for name in dir(module)
-        if name.isupper() and isinstance(getattr(module, name), int)
-    }
-    for _, _, values in configs:
-        for name in values:
-            if not any(key[1] == name for key in defaults):
-                raise SystemExit(f"--configs: no integer constant {name} in {modules}")
-
-    def apply(thread_count: int, values: dict[str, int]) -> None:
-        for (module, name), default in defaults.items():
-            setattr(module, name, values.get(name, default))
-        primitives._conv_plan.cache_clear()  # plans are cached per shape and constants
-        threads.set_num_threads(thread_count)
+    appliers = config_appliers([(t, v) for _, t, v in configs])
 
     _common.print_machine_report(_common.machine_report(max(t for _, t, _ in configs)))
     rows = []
@@ -90,9 +106,11 @@ def main(argv: list[str] | None = None) -> None:
             y = rng.integers(0, 10, batch)
             steps = max(4, args.samples // batch)
             times: dict[str, list[float]] = {text: [] for text, _, _ in configs}
+            indices = list(range(len(configs)))
             for k in range(args.rounds):
-                for text, thread_count, values in configs if k % 2 == 0 else configs[::-1]:
-                    apply(thread_count, values)
+                for i in indices if k % 2 == 0 else indices[::-1]:
+                    text = configs[i][0]
+                    appliers[i]()
                     for _ in range(3):
                         step(x, y)
                     t0 = time.perf_counter()
@@ -105,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
                 row.append(f"{_common.median(t):.2f} ({min(t):.2f}–{max(t):.2f})")
             rows.append(row)
             print(f"  done: {net} batch {batch}", file=sys.stderr, flush=True)
-    apply(*configs[0][1:])
+    appliers[0]()
     print(f"\nms per training step ({args.optimizer}), median of {args.rounds} alternating "
           f"rounds (range):\n")  # fmt: skip
     print(_common.format_table(["network", "batch", *[t for t, _, _ in configs]], rows))

@@ -29,7 +29,7 @@ from typing import Any
 
 import _common
 import zoo_models
-from ab_constants import parse_config
+from ab_constants import config_appliers, parse_config
 
 
 def layer_cases(net: str, batch: int, rng: Any) -> list[tuple[str, str, Callable[[], Any]]]:
@@ -164,30 +164,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import numpy as np
 
-    from cnnx.backends import primitives, threads
-
-    modules = (threads, primitives)
-    defaults = {
-        (module, name): getattr(module, name)
-        for module in modules
-        for name in dir(module)
-        if name.isupper() and isinstance(getattr(module, name), int)
-    }
-    for _, _, values in configs:
-        for name in values:
-            if not any(key[1] == name for key in defaults):
-                raise SystemExit(f"--configs: no integer constant {name} in {modules}")
-
-    def setter(thread_count: int, values: dict[str, int]) -> Callable[[], None]:
-        def apply() -> None:
-            for (module, name), default in defaults.items():
-                setattr(module, name, values.get(name, default))
-            primitives._conv_plan.cache_clear()  # plans are cached per shape and constants
-            threads.set_num_threads(thread_count)
-
-        return apply
-
-    apply = [setter(t, v) for _, t, v in configs]
+    apply = config_appliers([(t, v) for _, t, v in configs])
     _common.print_machine_report(_common.machine_report(max(t for _, t, _ in configs)))
     rows = []
     for net in args.nets:
