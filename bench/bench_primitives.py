@@ -47,7 +47,6 @@ def layer_cases(net: str, batch: int, rng: Any) -> list[tuple[str, str, Callable
     first_conv = True
     for index, layer in enumerate(spec):
         kind = layer[0]
-        name = f"{index} {kind}"
         if kind == "conv":
             _, cin, cout, k, pad = layer
             x = batch_last(cin, h, w)

@@ -193,17 +193,12 @@ def parallel_for(
     simply does more of the items instead of waiting for it.
     """
     threads = num_threads() if nbytes is None else threads_for(nbytes)
-    blas = _openblas() if uses_blas else None
     buffer = _ufunc_buffer if small_ufunc_buffer else contextlib.nullcontext
-    if uses_blas and blas is None:
-        with buffer():
-            for k in range(count):
-                work(k)
-        return
     # Items that call BLAS always run with one OpenBLAS thread, on the pool or not, so
-    # each matrix product is computed the same way whatever the thread counts.
+    # each matrix product is computed the same way whatever the thread counts; without
+    # an OpenBLAS to switch, they run one after another and BLAS keeps its own threads.
     with _one_blas_thread() if uses_blas else contextlib.nullcontext():
-        if count <= 1 or threads <= 1:
+        if count <= 1 or threads <= 1 or (uses_blas and _openblas() is None):
             with buffer():
                 for k in range(count):
                     work(k)
