@@ -345,3 +345,42 @@ def test_matmul_tn_matches_plain(restore_threads, b_order):
     assert all(r.flags.c_contiguous for r in results)
     np.testing.assert_allclose(results[0], P.matmul_tn_plain(a, b), rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(results[1], results[0])
+
+
+@pytest.mark.parametrize(("m", "k", "n"), [(6, 25, 3000), (32, 27, 2049), (4, 16, 1024)])
+def test_products_in_column_blocks_match_one_call(monkeypatch, m, k, n):
+    # Blocks of 256 columns (the smallest step), so these small products really are cut.
+    monkeypatch.setattr(P, "CONV_GEMM_PANEL_BYTES", 1)
+    monkeypatch.setattr(P, "CONV_GEMM_BLOCK_BYTES", 256 * (k + m) * 4)
+    monkeypatch.setattr(P, "CONV_GEMM_MIN_BLOCK_COLS", 256)
+    calls = []
+    real_matmul = np.matmul
+
+    def counting_matmul(a, b, out):
+        calls.append(b.shape[1])
+        return real_matmul(a, b, out=out)
+
+    monkeypatch.setattr(P.np, "matmul", counting_matmul)
+    rng = np.random.default_rng(10)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    out = np.full((m, n), np.nan, dtype=np.float32)
+    P._matmul_in_column_blocks(a, b, out)
+    assert calls == [256] * (n // 256) + ([n % 256] if n % 256 else [])
+    np.testing.assert_allclose(out, P.matmul_plain(a, b), rtol=1e-5, atol=1e-5)
+
+
+def test_products_with_few_inputs_or_small_panels_run_in_one_call(monkeypatch):
+    calls = []
+    real_matmul = np.matmul
+    monkeypatch.setattr(
+        P.np, "matmul", lambda a, b, out: calls.append(b.shape[1]) or real_matmul(a, b, out=out)
+    )
+    rng = np.random.default_rng(11)
+    for m, k, n in [(8, 9, 50_000), (6, 25, 8_000), (6, 25, 14_336)]:
+        a = rng.standard_normal((m, k)).astype(np.float32)
+        b = rng.standard_normal((k, n)).astype(np.float32)
+        P._matmul_in_column_blocks(a, b, np.empty((m, n), dtype=np.float32))
+    # K = 9 is below CONV_GEMM_MIN_K; 25 × 8,000 float32 is under CONV_GEMM_PANEL_BYTES;
+    # LeNet-5's first layer (25 × 14,336, 1.4 MB) is cut into blocks of 2,048.
+    assert calls == [50_000, 8_000] + [2_048] * 7

@@ -51,6 +51,18 @@ TINY_BYTES = 1 << 16
 #: was up to 3.5 times slower on one product over 10,000 positions with few input rows
 #: (a first layer's 9 or 25) than on the same sum in blocks of 2,048 (docs/performance.md).
 CONV_GW_BLOCK_COLS = 2048
+#: A convolution product whose column matrix (K inputs × N columns) is larger than this
+#: (about a core's L2 cache) runs in blocks of columns, each streaming about
+#: CONV_GEMM_BLOCK_BYTES of inputs and outputs. OpenBLAS ran a first layer's products (25
+#: or 27 inputs per column, 12,544–16,384 columns) 1.2–1.8 times slower in one call than
+#: in such blocks. Smaller products, products with fewer than CONV_GEMM_MIN_K inputs per
+#: column (bound by writing their output), and blocks narrower than
+#: CONV_GEMM_MIN_BLOCK_COLS were as fast or slower in blocks on two threads
+#: (docs/performance.md). 0 turns the blocks off.
+CONV_GEMM_PANEL_BYTES = 1 << 20
+CONV_GEMM_BLOCK_BYTES = 1 << 18
+CONV_GEMM_MIN_BLOCK_COLS = 1024
+CONV_GEMM_MIN_K = 16
 #: Multiply-adds per block of a CPU matrix product split over threads.
 MATMUL_BLOCK_MACS = 1 << 25
 #: Most blocks a CPU matrix product is split into.
@@ -255,6 +267,28 @@ class _ConvPlan:
         return (r0 * self.ow + c0) * self.n
 
 
+def _matmul_in_column_blocks(a: Any, b: Any, out: Any) -> None:
+    """``out[...] = a @ b`` (NumPy, 2-D) in blocks of columns of ``b`` and ``out``.
+
+    Every output element is still one dot product over all of ``a``'s columns; only the
+    calls are cut (by shapes alone, see :data:`CONV_GEMM_BLOCK_BYTES`).
+    """
+    m, k = a.shape
+    n = b.shape[1]
+    step = CONV_GEMM_BLOCK_BYTES // ((k + m) * a.itemsize)
+    step -= step % 256
+    small = (
+        not CONV_GEMM_PANEL_BYTES
+        or k * n * a.itemsize <= CONV_GEMM_PANEL_BYTES
+        or k < CONV_GEMM_MIN_K
+    )
+    if small or step < max(CONV_GEMM_MIN_BLOCK_COLS, 1) or step >= n:
+        np.matmul(a, b, out=out)
+        return
+    for c0 in range(0, n, step):
+        np.matmul(a, b[:, c0 : c0 + step], out=out[:, c0 : c0 + step])
+
+
 def _padded_batch_last(x: Any, padding: Pair) -> Any:
     """``x`` as ``(C, H + 2·PH, W + 2·PW, N)`` C-contiguous memory with a zero border."""
     F = _im2col_fn()
@@ -340,7 +374,7 @@ def im2col_matmul(
         for piece in plan.pieces(index):
             a = plan.offset(piece[0], piece[2])
             out = y[:, a : a + piece[1] * piece[3] * plan.n]
-            np.matmul(w, _unfold(src, plan, piece, kernel_size, stride), out=out)
+            _matmul_in_column_blocks(w, _unfold(src, plan, piece, kernel_size, stride), out)
             if bias is not None:
                 out += bias[:, None]
 
@@ -419,7 +453,7 @@ def col2im_matmul(
         for r0, rows, c0, width in plan.pieces(index):
             a, cols = plan.offset(r0, c0), rows * width * plan.n
             gcol = thread_buffer("conv_gcol", plan.k * cols, gy.dtype)
-            np.matmul(wt, gy[:, a : a + cols], out=gcol.reshape(plan.k, cols))
+            _matmul_in_column_blocks(wt, gy[:, a : a + cols], gcol.reshape(plan.k, cols))
             gcol6 = gcol.reshape(c, kh, kw, rows, width, plan.n)
             for i in range(kh):
                 for j in range(kw):
