@@ -384,3 +384,33 @@ def test_products_with_few_inputs_or_small_panels_run_in_one_call(monkeypatch):
     # K = 9 is below CONV_GEMM_MIN_K; 25 × 8,000 float32 is under CONV_GEMM_PANEL_BYTES;
     # LeNet-5's first layer (25 × 14,336, 1.4 MB) is cut into blocks of 2,048.
     assert calls == [50_000, 8_000] + [2_048] * 7
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype", "padding"),
+    [((20, 1, 32, 32), np.float32, (0, 0)),  # a sample is 4 KiB: every row in one L1 set
+     ((20, 3, 32, 32), np.float32, (1, 1)),  # 12 KiB, the CIFAR-10 size
+     ((19, 1, 16, 32), np.float64, (2, 1)),  # 4 KiB of float64, a ragged last block
+     ((9, 2, 8, 6), np.float32, (1, 1))],  # 384 bytes: one call
+)  # fmt: skip
+def test_batch_last_copy_of_an_nchw_batch_matches_plain(restore_threads, shape, dtype, padding):
+    x = np.random.default_rng(12).standard_normal(shape).astype(dtype)  # (N, C, H, W) memory
+    ph, pw = padding
+    want = np.pad(x.transpose(1, 2, 3, 0), [(0, 0), (ph, ph), (pw, pw), (0, 0)])
+    for count in (1, 3):
+        threads.set_num_threads(count)
+        got = P._padded_batch_last(x, padding)
+        assert got.flags.c_contiguous and got.dtype == dtype
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize(("shape", "o", "kernel", "stride", "padding"), CONV_GEOMETRIES[:3])
+def test_chunked_convolution_of_an_nchw_batch_matches_plain(small_chunks, shape, o, kernel,
+                                                            stride, padding):  # fmt: skip
+    geometry = (kernel, stride, padding)
+    x, w, b, gy = conv_case(shape, o, kernel, stride, padding, np.float32)
+    x_nchw = np.ascontiguousarray(x)
+    fast = conv_results(x_nchw, w, b, gy, geometry)
+    plain = conv_results(x, w, b, gy, geometry, plain=True)
+    for got, want in zip(fast, plain, strict=True):
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-4)
