@@ -323,8 +323,8 @@ def _copy_batch_last(dst: Any, src: Any) -> None:
 
     Copying an ``(N, C, H, W)`` batch into batch-last memory reads N samples at once. Where
     a sample's stride is a multiple of 4 KiB (a 3×32×32 float32 image is 12 KiB) all N
-    rows fall into the same L1 set, which holds only L1_WAYS of them: CIFAR-size batches
-    of 64 copied 4.6 times faster in blocks of 8 samples than in one call
+    rows fall into the same L1 set, which holds only L1_WAYS of them: a CIFAR-size batch
+    of 64 copied about 3 times faster in blocks of 8 samples than in one call
     (docs/performance.md).
     """
     n = src.shape[-1]
