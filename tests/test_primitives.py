@@ -31,6 +31,8 @@ def small_chunks(monkeypatch, request):
     monkeypatch.setattr(P, "CONV_CHUNK_BYTES", request.param)
     monkeypatch.setattr(P, "CONV_MIN_SPLIT_BYTES", 1)
     monkeypatch.setattr(P, "CONV_GW_BLOCK_COLS", 7)  # ragged blocks of the gW sum
+    monkeypatch.setattr(P, "CONV_GW_BLOCK_BYTES", 1)
+    monkeypatch.setattr(P, "CONV_GW_MIN_BLOCK_COLS", 5)
     monkeypatch.setattr(P, "TINY_BYTES", 1)
     monkeypatch.setattr(P, "POOL_CHUNK_BYTES", 1)
     monkeypatch.setattr(threads, "PARALLEL_MIN_BYTES", 1)
@@ -414,3 +416,13 @@ def test_chunked_convolution_of_an_nchw_batch_matches_plain(small_chunks, shape,
     plain = conv_results(x, w, b, gy, geometry, plain=True)
     for got, want in zip(fast, plain, strict=True):
         np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-4)
+
+
+def test_weight_gradient_blocks_follow_the_first_layers_operand_bytes():
+    # (K, O) of the zoo's layers, float32
+    assert P._gw_block_cols(9, 8, 4) == 4096  # mnist_cnn's first layer: 384 KiB / 68 bytes
+    assert P._gw_block_cols(25, 6, 4) == 2048  # LeNet-5's first
+    assert P._gw_block_cols(27, 32, 4) == 1024  # the CIFAR-size first
+    assert P._gw_block_cols(27, 500, 4) == 1024  # never below the minimum
+    assert P._gw_block_cols(25, 6, 8) == 1024  # float64 takes twice the bytes
+    assert P._gw_block_cols(72, 16, 4) == P.CONV_GW_BLOCK_COLS  # not a first layer

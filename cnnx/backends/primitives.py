@@ -52,6 +52,16 @@ TINY_BYTES = 1 << 16
 #: was up to 3.5 times slower on one product over 10,000 positions with few input rows
 #: (a first layer's 9 or 25) than on the same sum in blocks of 2,048 (docs/performance.md).
 CONV_GW_BLOCK_COLS = 2048
+#: Products with fewer inputs per position than this (first layers: C·KH·KW with C ≤ 3)
+#: take blocks whose two operands (K inputs and O outputs per position) fill about
+#: CONV_GW_BLOCK_BYTES, rounded down to a power of two of positions, at least
+#: CONV_GW_MIN_BLOCK_COLS: 27 + 32 (the CIFAR-size first layer) ran 0.67–0.78 times as
+#: long in blocks of 1,024 as of 2,048, and 9 + 8 (`mnist_cnn`'s first) 0.74–0.95 in
+#: blocks of 4,096; layers with 72–288 inputs were 2–5% slower in blocks of 1,024
+#: (docs/performance.md).
+CONV_GW_SMALL_K = 32
+CONV_GW_BLOCK_BYTES = 384 << 10
+CONV_GW_MIN_BLOCK_COLS = 1024
 #: A convolution product whose column matrix (K inputs × N columns) is larger than this
 #: (about a core's L2 cache) runs in blocks of columns, each streaming about
 #: CONV_GEMM_BLOCK_BYTES of inputs and outputs. OpenBLAS ran a first layer's products (25
@@ -422,11 +432,19 @@ def im2col_matmul(
     return y
 
 
+def _gw_block_cols(k: int, o: int, itemsize: int) -> int:
+    """Positions per block of a weight-gradient sum with K inputs and O outputs (shapes only)."""
+    if k >= CONV_GW_SMALL_K:
+        return CONV_GW_BLOCK_COLS
+    fit = CONV_GW_BLOCK_BYTES // ((k + o) * itemsize)
+    return max(CONV_GW_MIN_BLOCK_COLS, 1 << (fit.bit_length() - 1) if fit else 0)
+
+
 def matmul_im2col_t(gy: Any, x: Any, kernel_size: Pair, stride: Pair, padding: Pair) -> Any:
     """``gy @ im2col(x)ᵀ``, shape ``(O, C·KH·KW)``; see :func:`matmul_im2col_t_plain`.
 
     On the CPU the sum over output positions is taken in blocks of
-    :data:`CONV_GW_BLOCK_COLS` positions within each chunk, and the chunks' sums are added
+    positions within each chunk (:func:`_gw_block_cols`), and the chunks' sums are added
     in chunk order: the same value up to float rounding, and the same bits on any number
     of threads.
     """
@@ -438,6 +456,7 @@ def matmul_im2col_t(gy: Any, x: Any, kernel_size: Pair, stride: Pair, padding: P
     # Each chunk's sum is computed as col · gyᵀ, the transpose of gy · colᵀ: OpenBLAS ran
     # this orientation faster on the zoo's layers (see docs/performance.md).
     partial = np.empty((plan.chunks, plan.k, gy.shape[0]), dtype=gy.dtype)
+    step = _gw_block_cols(plan.k, gy.shape[0], gy.itemsize)
 
     def chunk(index: int) -> None:
         total = partial[index]
@@ -447,8 +466,8 @@ def matmul_im2col_t(gy: Any, x: Any, kernel_size: Pair, stride: Pair, padding: P
             a = plan.offset(piece[0], piece[2])
             cols = piece[1] * piece[3] * plan.n
             col = _unfold(src, plan, piece, kernel_size, stride)
-            for b0 in range(0, cols, CONV_GW_BLOCK_COLS):
-                block = slice(b0, min(b0 + CONV_GW_BLOCK_COLS, cols))
+            for b0 in range(0, cols, step):
+                block = slice(b0, min(b0 + step, cols))
                 part = gy[:, a + block.start : a + block.stop].T
                 if first:
                     np.matmul(col[:, block], part, out=total)
