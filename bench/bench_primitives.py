@@ -49,7 +49,12 @@ def layer_cases(net: str, batch: int, rng: Any) -> list[tuple[str, str, Callable
         kind = layer[0]
         if kind == "conv":
             _, cin, cout, k, pad = layer
-            x = batch_last(cin, h, w)
+            # The first layer gets the data batch as it comes, (N, C, H, W) in C order; the
+            # layers below get batch-last activations.
+            if first_conv:
+                x = rng.standard_normal((batch, cin, h, w), dtype=np.float32)
+            else:
+                x = batch_last(cin, h, w)
             geometry = ((k, k), (1, 1), (pad, pad))
             oh, ow = h + 2 * pad - k + 1, w + 2 * pad - k + 1
             wmat = rng.standard_normal((cout, cin * k * k), dtype=np.float32)
