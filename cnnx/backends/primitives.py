@@ -55,8 +55,8 @@ CONV_GW_BLOCK_COLS = 2048
 #: Products with fewer inputs per position than this (first layers: C·KH·KW with C ≤ 3)
 #: take blocks whose two operands (K inputs and O outputs per position) fill about
 #: CONV_GW_BLOCK_BYTES, rounded down to a power of two of positions, at least
-#: CONV_GW_MIN_BLOCK_COLS: 27 + 32 (the CIFAR-size first layer) ran 0.67–0.78 times as
-#: long in blocks of 1,024 as of 2,048, and 9 + 8 (`mnist_cnn`'s first) 0.74–0.95 in
+#: CONV_GW_MIN_BLOCK_COLS: 27 + 32 (the CIFAR-size first layer) ran 0.67–0.81 times as
+#: long in blocks of 1,024 as of 2,048, and 9 + 8 (`mnist_cnn`'s first) 0.82–0.92 in
 #: blocks of 4,096; layers with 72–288 inputs were 2–5% slower in blocks of 1,024
 #: (docs/performance.md).
 CONV_GW_SMALL_K = 32
