@@ -76,7 +76,8 @@ CONV_GEMM_MIN_BLOCK_COLS = 1024
 CONV_GEMM_MIN_K = 16
 #: Multiply-adds per block of a CPU matrix product split over threads. At 2^25 the
 #: CIFAR-size dense layer (64 × 4,096 × 128, exactly 2^25) ran in one block on one core;
-#: in two blocks its three products took 0.65–0.72 times as long (docs/performance.md).
+#: in two blocks its three products took 0.65–0.89 times as long in three runs
+#: (docs/performance.md).
 MATMUL_BLOCK_MACS = 1 << 24
 #: Most blocks a CPU matrix product is split into.
 MATMUL_MAX_BLOCKS = 2
