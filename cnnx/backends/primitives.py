@@ -81,6 +81,12 @@ CONV_GEMM_MIN_K = 16
 MATMUL_BLOCK_MACS = 1 << 24
 #: Most blocks a CPU matrix product is split into.
 MATMUL_MAX_BLOCKS = 2
+#: The L1 data cache, for copies that read many rows at once: bytes between addresses
+#: that share a set, bytes per line, and the ways of a set (x86 cores since Intel Skylake
+#: and AMD Zen: 64 sets of 64-byte lines, 8 ways or more).
+L1_SET_SPAN_BYTES = 4096
+L1_LINE_BYTES = 64
+L1_WAYS = 8
 #: Bytes of input per work item in the CPU max pooling.
 POOL_CHUNK_BYTES = 1 << 20
 
@@ -325,12 +331,6 @@ def _padded_batch_last(x: Any, padding: Pair) -> Any:
     return src
 
 
-#: Bytes between addresses that share a set of the L1 data cache, and the ways of a set
-#: (x86 cores since Intel Skylake and AMD Zen: 64 sets of 64-byte lines, 8 ways or more).
-L1_SET_SPAN_BYTES = 4096
-L1_WAYS = 8
-
-
 def _copy_batch_last(dst: Any, src: Any) -> None:
     """``dst[...] = src`` for ``(C, H, W, N)`` views, in blocks of samples the L1 cache holds.
 
@@ -341,10 +341,9 @@ def _copy_batch_last(dst: Any, src: Any) -> None:
     (docs/performance.md).
     """
     n = src.shape[-1]
-    line = 64
+    # Rows a stride apart reach span / gcd(stride, span) sets, at most one per line.
     shared = math.gcd(abs(src.strides[-1]), L1_SET_SPAN_BYTES)
-    sets = L1_SET_SPAN_BYTES // line if shared <= line else L1_SET_SPAN_BYTES // shared
-    block = L1_WAYS * sets
+    block = L1_WAYS * (L1_SET_SPAN_BYTES // max(shared, L1_LINE_BYTES))
     if block >= n:
         dst[...] = src
         return
