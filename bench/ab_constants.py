@@ -71,6 +71,23 @@ def config_appliers(configs: list[tuple[int, dict[str, int]]]) -> list[Callable[
     return [applier(thread_count, values) for thread_count, values in configs]
 
 
+def start_configs(
+    texts: list[str],
+) -> tuple[list[tuple[str, int, dict[str, int]]], list[Callable[[], None]]]:
+    """Parse ``--configs``, set the thread environment, import cnnx and print the machine.
+
+    Returns ``(text, threads, constants)`` per configuration and their appliers
+    (:func:`config_appliers`). The environment is set for the largest thread count
+    before NumPy is first imported.
+    """
+    configs = [(text, *parse_config(text)) for text in texts]
+    most_threads = max(threads for _, threads, _ in configs)
+    _common.set_thread_env(most_threads)
+    appliers = config_appliers([(threads, values) for _, threads, values in configs])
+    _common.print_machine_report(_common.machine_report(most_threads))
+    return configs, appliers
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--nets", nargs="+", default=list(zoo_models.NETWORKS))
@@ -80,16 +97,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--samples", type=int, default=4096, help="samples per timed block")
     args = p.parse_args(argv)
-    configs = [(text, *parse_config(text)) for text in args.configs]
-    _common.set_thread_env(max(threads for _, threads, _ in configs))
+    configs, appliers = start_configs(args.configs)
 
     import numpy as np
 
     import cnnx
 
-    appliers = config_appliers([(t, v) for _, t, v in configs])
-
-    _common.print_machine_report(_common.machine_report(max(t for _, t, _ in configs)))
     rows = []
     for net in args.nets:
         for batch in args.batch_sizes:

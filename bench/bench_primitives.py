@@ -5,8 +5,9 @@ that a training step calls for it: a convolution's forward (``im2col_matmul``), 
 gradient (``matmul_im2col_t``) and input gradient (``col2im_matmul``, not for a first
 layer, whose input gradient training skips), max pooling forward and backward, ReLU
 forward and backward (in place, as the zoo's networks run it) and a dense layer's
-parameter and input gradients. Inputs are random batch-last float32 arrays of the shapes
-the layer sees in training.
+parameter and input gradients. Inputs are random float32 arrays of the shapes and layouts
+the layer sees in training: an ``(N, C, H, W)`` batch for the first convolution,
+batch-last activations for the layers below.
 
 A configuration is ``THREADS[:NAME=INT...]``, as in ``ab_constants.py``: cnnx's thread
 count and module constants of ``cnnx.backends.threads`` / ``cnnx.backends.primitives``.
@@ -29,7 +30,7 @@ from typing import Any
 
 import _common
 import zoo_models
-from ab_constants import config_appliers, parse_config
+from ab_constants import start_configs
 
 
 def layer_cases(net: str, batch: int, rng: Any) -> list[tuple[str, str, Callable[[], Any]]]:
@@ -163,13 +164,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--target-seconds", type=float, default=0.03,
                    help="time of one repetition of one configuration (default 0.03)")  # fmt: skip
     args = p.parse_args(argv)
-    configs = [(text, *parse_config(text)) for text in args.configs]
-    _common.set_thread_env(max(threads for _, threads, _ in configs))
+    configs, apply = start_configs(args.configs)
 
     import numpy as np
 
-    apply = config_appliers([(t, v) for _, t, v in configs])
-    _common.print_machine_report(_common.machine_report(max(t for _, t, _ in configs)))
     rows = []
     for net in args.nets:
         for batch in args.batch_sizes:
