@@ -37,6 +37,11 @@ def small_chunks(monkeypatch, request):
     monkeypatch.setattr(P, "POOL_CHUNK_BYTES", 1)
     monkeypatch.setattr(threads, "PARALLEL_MIN_BYTES", 1)
     monkeypatch.setattr(P, "MATMUL_BLOCK_MACS", 64)
+    # Ragged column blocks of every convolution product, on any BLAS kernel.
+    monkeypatch.setattr(P, "openblas_corename", lambda: "skylakex")
+    monkeypatch.setattr(P, "CONV_GEMM_MIN_K", 1)
+    monkeypatch.setattr(P, "SMALL_GEMM_MACS", 1000)
+    monkeypatch.setattr(P, "SMALL_GEMM_COL_MULTIPLE", 3)
     P._conv_plan.cache_clear()
     yield
     P._conv_plan.cache_clear()
@@ -349,12 +354,8 @@ def test_matmul_tn_matches_plain(restore_threads, b_order):
     np.testing.assert_array_equal(results[1], results[0])
 
 
-@pytest.mark.parametrize(("m", "k", "n"), [(6, 25, 3000), (32, 27, 2049), (4, 16, 1024)])
-def test_products_in_column_blocks_match_one_call(monkeypatch, m, k, n):
-    # Blocks of 256 columns (the smallest step), so these small products really are cut.
-    monkeypatch.setattr(P, "CONV_GEMM_PANEL_BYTES", 1)
-    monkeypatch.setattr(P, "CONV_GEMM_BLOCK_BYTES", 256 * (k + m) * 4)
-    monkeypatch.setattr(P, "CONV_GEMM_MIN_BLOCK_COLS", 256)
+def counted_matmul(monkeypatch):
+    """Patch the primitives' np.matmul to record the columns of each call."""
     calls = []
     real_matmul = np.matmul
 
@@ -363,6 +364,15 @@ def test_products_in_column_blocks_match_one_call(monkeypatch, m, k, n):
         return real_matmul(a, b, out=out)
 
     monkeypatch.setattr(P.np, "matmul", counting_matmul)
+    return calls
+
+
+@pytest.mark.parametrize(("m", "k", "n"), [(6, 25, 3000), (32, 27, 2049), (150, 16, 1024)])
+def test_products_in_column_blocks_match_one_call(monkeypatch, m, k, n):
+    # Blocks of 256 columns, so these small products really are cut.
+    monkeypatch.setattr(P, "openblas_corename", lambda: "skylakex")
+    monkeypatch.setattr(P, "SMALL_GEMM_MACS", 256 * m * k + 5)
+    calls = counted_matmul(monkeypatch)
     rng = np.random.default_rng(10)
     a = rng.standard_normal((m, k)).astype(np.float32)
     b = rng.standard_normal((k, n)).astype(np.float32)
@@ -372,20 +382,42 @@ def test_products_in_column_blocks_match_one_call(monkeypatch, m, k, n):
     np.testing.assert_allclose(out, P.matmul_plain(a, b), rtol=1e-5, atol=1e-5)
 
 
-def test_products_with_few_inputs_or_small_panels_run_in_one_call(monkeypatch):
-    calls = []
-    real_matmul = np.matmul
-    monkeypatch.setattr(
-        P.np, "matmul", lambda a, b, out: calls.append(b.shape[1]) or real_matmul(a, b, out=out)
-    )
+def test_product_blocks_stay_within_the_small_matrix_kernels(monkeypatch):
     rng = np.random.default_rng(11)
-    for m, k, n in [(8, 9, 50_000), (6, 25, 8_000), (6, 25, 14_336)]:
+
+    def columns_per_call(corename, m, k, n):
+        monkeypatch.setattr(P, "openblas_corename", lambda: corename)
+        calls = counted_matmul(monkeypatch)
         a = rng.standard_normal((m, k)).astype(np.float32)
         b = rng.standard_normal((k, n)).astype(np.float32)
         P._matmul_in_column_blocks(a, b, np.empty((m, n), dtype=np.float32))
-    # K = 9 is below CONV_GEMM_MIN_K; 25 × 8,000 float32 is under CONV_GEMM_PANEL_BYTES;
-    # LeNet-5's first layer (25 × 14,336, 1.4 MB) is cut into blocks of 2,048.
-    assert calls == [50_000, 8_000] + [2_048] * 7
+        monkeypatch.undo()
+        return calls
+
+    # LeNet-5's layers at batch 256: 6 × 25 and 16 × 150 multiply-adds per column, so
+    # blocks of 6,656 and 384 columns (10^6 multiply-adds at most, multiples of 64).
+    assert columns_per_call("skylakex", 6, 25, 14_336) == [6_656, 6_656, 1_024]
+    assert columns_per_call("skylakex", 16, 150, 2_560) == [384] * 6 + [256]
+    assert columns_per_call("sapphirerapids", 150, 16, 2_560) == [384] * 6 + [256]
+    # K = 9 is below CONV_GEMM_MIN_K; 64 × 288 leaves fewer than 64 columns per block;
+    # a product within the limit is one block; other kernels have no small-matrix path.
+    assert columns_per_call("skylakex", 8, 9, 50_000) == [50_000]
+    assert columns_per_call("skylakex", 64, 288, 1_024) == [1_024]
+    assert columns_per_call("skylakex", 16, 150, 384) == [384]
+    assert columns_per_call("haswell", 6, 25, 14_336) == [14_336]
+    assert columns_per_call("", 16, 150, 2_560) == [2_560]
+
+
+def test_openblas_corename_is_the_kernel_threadpoolctl_reports():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    openblas = [
+        info for info in threadpoolctl.threadpool_info()
+        if info.get("internal_api") == "openblas" and "numpy" in info.get("filepath", "")
+    ]  # fmt: skip
+    name = threads.openblas_corename()
+    assert name == name.lower()
+    if openblas:
+        assert name == openblas[0]["architecture"].lower()
 
 
 @pytest.mark.parametrize(

@@ -14,9 +14,10 @@ computes the same thing with less memory traffic and on several cores:
 - matrix products (``matmul``, ``matmul_tn``) and optimizer rules
   (``elementwise_update``): large ones in blocks or parts on several threads.
 
-Which version runs is decided by the array module and the shapes only: CuPy always runs
-the plain version, and the CPU strategy depends on no thread count. Pooling, ReLU and the
-optimizer rules agree with the plain versions exactly; products agree up to float
+Which version runs is decided by the array module and the shapes only (and, for the
+column blocks of a convolution product, by the kernel family of NumPy's OpenBLAS): CuPy
+always runs the plain version, and the CPU strategy depends on no thread count. Pooling,
+ReLU and the optimizer rules agree with the plain versions exactly; products agree up to float
 rounding (BLAS may add a dot product's terms in another order for pieces of another
 size, and a weight gradient's sum over positions is taken chunk by chunk), always in
 the same way for the same shapes, so the results are deterministic.
@@ -35,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from cnnx.backends.devices import get_array_module
-from cnnx.backends.threads import parallel_for, thread_buffer, threads_for
+from cnnx.backends.threads import openblas_corename, parallel_for, thread_buffer, threads_for
 
 Pair = tuple[int, int]
 
@@ -62,18 +63,21 @@ CONV_GW_BLOCK_COLS = 2048
 CONV_GW_SMALL_K = 32
 CONV_GW_BLOCK_BYTES = 384 << 10
 CONV_GW_MIN_BLOCK_COLS = 1024
-#: A convolution product whose column matrix (K inputs × N columns) is larger than this
-#: (about a core's L2 cache) runs in blocks of columns, each streaming about
-#: CONV_GEMM_BLOCK_BYTES of inputs and outputs. OpenBLAS ran a first layer's products (25
-#: or 27 inputs per column, 12,544–16,384 columns) 1.2–1.8 times slower in one call than
-#: in such blocks. Smaller products, products with fewer than CONV_GEMM_MIN_K inputs per
-#: column (bound by writing their output), and blocks narrower than
-#: CONV_GEMM_MIN_BLOCK_COLS were as fast or slower in blocks on two threads
-#: (docs/performance.md). 0 turns the blocks off.
-CONV_GEMM_PANEL_BYTES = 1 << 20
-CONV_GEMM_BLOCK_BYTES = 1 << 18
-CONV_GEMM_MIN_BLOCK_COLS = 1024
+#: A convolution product ``(M, K) @ (K, N)`` with at least CONV_GEMM_MIN_K terms per dot
+#: product runs in blocks of columns of at most SMALL_GEMM_MACS multiply-adds, a multiple
+#: of SMALL_GEMM_COL_MULTIPLE columns, where NumPy's OpenBLAS is one of SMALL_GEMM_CORES.
+#: Those kernels multiply a product of at most 10^6 multiply-adds without packing its
+#: operands (OpenBLAS's sgemm_small_kernel_permit for SkylakeX), which for a convolution's
+#: small M or K is most of the work: one thread ran LeNet-5's second-layer products
+#: (16 × 150 × 2,560 forward, 150 × 16 × 2,560 input gradient) 0.62 and 0.72 times as long
+#: in blocks of 384 columns, and blocks of 512 (over 10^6) as long as one call. With
+#: OpenBLAS's Haswell kernels the same blocks were 1.07–1.40 times slower than one call,
+#: so other kernels keep one call; so do products with K = 9, which were slower in blocks
+#: (docs/performance.md).
 CONV_GEMM_MIN_K = 16
+SMALL_GEMM_MACS = 1_000_000
+SMALL_GEMM_COL_MULTIPLE = 64
+SMALL_GEMM_CORES = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
 #: Multiply-adds per block of a CPU matrix product split over threads. At 2^25 the
 #: CIFAR-size dense layer (64 × 4,096 × 128, exactly 2^25) ran in one block on one core;
 #: in two blocks its three products took 0.65–0.89 times as long in three runs
@@ -291,22 +295,29 @@ def _matmul_in_column_blocks(a: Any, b: Any, out: Any) -> None:
     """``out[...] = a @ b`` (NumPy, 2-D) in blocks of columns of ``b`` and ``out``.
 
     Every output element is still one dot product over all of ``a``'s columns; only the
-    calls are cut (by shapes alone, see :data:`CONV_GEMM_BLOCK_BYTES`).
+    calls are cut (by shapes alone, see :func:`_column_block`).
     """
     m, k = a.shape
     n = b.shape[1]
-    step = CONV_GEMM_BLOCK_BYTES // ((k + m) * a.itemsize)
-    step -= step % 256
-    small = (
-        not CONV_GEMM_PANEL_BYTES
-        or k * n * a.itemsize <= CONV_GEMM_PANEL_BYTES
-        or k < CONV_GEMM_MIN_K
-    )
-    if small or step < max(CONV_GEMM_MIN_BLOCK_COLS, 1) or step >= n:
+    step = _column_block(m, k, n)
+    if step >= n:
         np.matmul(a, b, out=out)
         return
     for c0 in range(0, n, step):
         np.matmul(a, b[:, c0 : c0 + step], out=out[:, c0 : c0 + step])
+
+
+def _column_block(m: int, k: int, n: int) -> int:
+    """Columns per block of an ``(m, k) @ (k, n)`` product; ``n`` means one call (shapes only).
+
+    Where NumPy's OpenBLAS has small-matrix kernels (:data:`SMALL_GEMM_CORES`), a block
+    is the most columns that keep it within :data:`SMALL_GEMM_MACS` multiply-adds.
+    """
+    if not SMALL_GEMM_MACS or k < CONV_GEMM_MIN_K or openblas_corename() not in SMALL_GEMM_CORES:
+        return n
+    step = SMALL_GEMM_MACS // (m * k)
+    step -= step % SMALL_GEMM_COL_MULTIPLE
+    return step if SMALL_GEMM_COL_MULTIPLE <= step < n else n
 
 
 def _padded_batch_last(x: Any, padding: Pair) -> Any:

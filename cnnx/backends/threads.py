@@ -110,9 +110,10 @@ class _OpenBLAS:
         ("openblas_get_num_threads", "openblas_set_num_threads"),
     )
 
-    def __init__(self, get: Any, set_: Any):
+    def __init__(self, get: Any, set_: Any, corename: str = ""):
         self.get = get
         self.set = set_
+        self.corename = corename
 
     @classmethod
     def find(cls) -> _OpenBLAS | None:
@@ -132,8 +133,18 @@ class _OpenBLAS:
                 if get is not None and set_ is not None:
                     get.restype = ctypes.c_int
                     set_.argtypes = [ctypes.c_int]
-                    return cls(get, set_)
+                    return cls(get, set_, cls._corename(lib, get_name))
         return None
+
+    @staticmethod
+    def _corename(lib: Any, get_name: str) -> str:
+        # The same prefix and suffix as the thread functions found.
+        name = get_name.replace("get_num_threads", "get_corename")
+        function = getattr(lib, name, None)
+        if function is None:
+            return ""
+        function.restype = ctypes.c_char_p
+        return (function() or b"").decode(errors="replace")
 
 
 def _openblas() -> _OpenBLAS | None:
@@ -141,6 +152,12 @@ def _openblas() -> _OpenBLAS | None:
     if blas is None:
         blas = _state["blas"] = _OpenBLAS.find() or False
     return blas or None
+
+
+def openblas_corename() -> str:
+    """The CPU kernel family of NumPy's OpenBLAS, lower case (``"skylakex"``), or ``""``."""
+    blas = _openblas()
+    return blas.corename.lower() if blas is not None else ""
 
 
 @contextlib.contextmanager
