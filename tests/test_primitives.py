@@ -25,10 +25,19 @@ CONV_GEOMETRIES = [
 ]
 
 
-@pytest.fixture(params=[1, 20_000], ids=["pieces-of-rows", "pieces-of-several-rows"])
+@pytest.fixture(
+    params=[(1, 1), (20_000, 1), (1, 1 << 40), (20_000, 1 << 40)],
+    ids=["shifted-part-rows", "shifted-rows", "im2col-part-rows", "im2col-rows"],
+)
 def small_chunks(monkeypatch, request):
-    """Tiny chunks and pieces, so that small test arrays are cut into many of them."""
-    monkeypatch.setattr(P, "CONV_CHUNK_BYTES", request.param)
+    """Tiny chunks and pieces, so that small test arrays are cut into many of them.
+
+    Each test runs with the forward and weight gradient unfolding shifted rows wherever
+    the kernel is taller than its stride, and with im2col everywhere.
+    """
+    chunk_bytes, shifted_min_saved = request.param
+    monkeypatch.setattr(P, "CONV_CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(P, "SHIFTED_ROWS_MIN_SAVED_BYTES", shifted_min_saved)
     monkeypatch.setattr(P, "CONV_MIN_SPLIT_BYTES", 1)
     monkeypatch.setattr(P, "CONV_GW_BLOCK_COLS", 7)  # ragged blocks of the gW sum
     monkeypatch.setattr(P, "CONV_GW_BLOCK_BYTES", 1)
@@ -87,6 +96,8 @@ def test_chunked_convolution_matches_plain(small_chunks, shape, o, kernel, strid
     geometry = (kernel, stride, padding)
     plan = P._plan(shape, kernel, stride, padding, np.dtype(dtype).itemsize)
     assert plan.chunks > 1  # the chunked path really runs
+    # ... and unfolds shifted rows where the fixture asks for them
+    assert plan.shifted == (P.SHIFTED_ROWS_MIN_SAVED_BYTES == 1 and kernel[0] > stride[0])
     x, w, b, gy = conv_case(shape, o, kernel, stride, padding, dtype)
     fast = conv_results(x, w, b, gy, geometry)
     plain = conv_results(x, w, b, gy, geometry, plain=True)
@@ -458,3 +469,35 @@ def test_weight_gradient_blocks_follow_the_first_layers_operand_bytes():
     assert P._gw_block_cols(27, 500, 4) == 1024  # never below the minimum
     assert P._gw_block_cols(25, 6, 8) == 1024  # float64 takes twice the bytes
     assert P._gw_block_cols(72, 16, 4) == P.CONV_GW_BLOCK_COLS  # not a first layer
+
+
+@pytest.mark.parametrize(("c", "kernel"), [(1, (5, 5)), (3, (3, 2)), (6, (2, 5))])
+def test_shifted_rows_reorder_the_weights_and_back_exactly(monkeypatch, c, kernel):
+    monkeypatch.setattr(P, "SHIFTED_ROWS_MIN_SAVED_BYTES", 1)
+    P._conv_plan.cache_clear()
+    plan = P._plan((2, c, 9, 9), kernel, (1, 1), (0, 0), 4)
+    assert plan.shifted
+    kh, kw = kernel
+    w = np.arange(4 * c * kh * kw, dtype=np.float32).reshape(4, -1)
+    ordered = plan.to_k_order(w)
+    # column (i, c, j) of the shifted order is column (c, i, j) of im2col's
+    for i in range(kh):
+        for ch in range(c):
+            for j in range(kw):
+                np.testing.assert_array_equal(
+                    ordered[:, (i * c + ch) * kw + j], w[:, (ch * kh + i) * kw + j]
+                )
+    np.testing.assert_array_equal(plan.from_k_order(ordered), w)
+    P._conv_plan.cache_clear()
+
+
+def test_shifted_rows_follow_the_bytes_they_save():
+    # (N, C, H, W), kernel, padding of the zoo's layers, float32; default threshold
+    def shifted(shape, k, pad, stride=1):
+        return P._plan(shape, (k, k), (stride, stride), (pad, pad), 4).shifted
+
+    assert shifted((64, 1, 28, 28), 5, 2)  # LeNet-5's first: 4·5·28·64·4 bytes a row
+    assert shifted((64, 8, 13, 13), 3, 0)  # mnist_cnn's second
+    assert not shifted((64, 1, 28, 28), 3, 0)  # 2·3·26·64·4 bytes: under 64 KiB
+    assert shifted((256, 1, 28, 28), 3, 0)  # the same layer at batch 256
+    assert not shifted((256, 8, 28, 28), 2, 0, stride=2)  # windows do not overlap

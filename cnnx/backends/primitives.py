@@ -63,6 +63,12 @@ CONV_GW_BLOCK_COLS = 2048
 CONV_GW_SMALL_K = 32
 CONV_GW_BLOCK_BYTES = 384 << 10
 CONV_GW_MIN_BLOCK_COLS = 1024
+#: The forward and weight gradient of a convolution unfold a piece of output rows as KW
+#: shifted copies of its input rows (:func:`_unfold_shifted`) instead of KH·KW, where
+#: that copies at least this many bytes less per output row: the columns of consecutive
+#: output rows overlap, so each row's column matrix is a plain slice of the shifted
+#: rows, at the price of one product per output row (docs/performance.md).
+SHIFTED_ROWS_MIN_SAVED_BYTES = 64 << 10
 #: A convolution product ``(M, K) @ (K, N)`` with at least CONV_GEMM_MIN_K terms per dot
 #: product runs in blocks of columns of at most SMALL_GEMM_MACS multiply-adds, a multiple
 #: of SMALL_GEMM_COL_MULTIPLE columns, where NumPy's OpenBLAS is one of SMALL_GEMM_CORES.
@@ -238,11 +244,19 @@ class _ConvPlan:
         self.k = c * kh * kw
         self.n, self.c = n, c
         self.padded = (c, h + 2 * ph, w + 2 * pw, n)
+        self.kernel_size, self.sh = (kh, kw), sh
         row_bytes = self.k * self.ow * n * itemsize
         # Chunks k and k + 2 must touch disjoint input rows, so that col2im can fold the
         # even chunks, then the odd ones, in parallel: kh <= (rows + 1)·sh.
         fewest = max(1, -(-kh // sh) - 1) if fold else 1
         by_bytes = CONV_CHUNK_BYTES // max(row_bytes, 1)
+        # With shifted rows (_unfold_shifted), r output rows take (r - 1)·SH + KH input
+        # rows of C·KW·OW·N values, and chunks and pieces are sized by those bytes.
+        in_row_bytes = c * kw * self.ow * n * itemsize
+        self.shifted = not fold and (kh - sh) * in_row_bytes >= SHIFTED_ROWS_MIN_SAVED_BYTES
+        if self.shifted:
+            spare = CONV_CHUNK_BYTES - (kh - sh) * in_row_bytes
+            by_bytes = max(0, spare // max(sh * in_row_bytes, 1))
         # At least CONV_MIN_CHUNKS chunks where the rows allow, so that threads share
         # even a small layer.
         by_count = -(-self.oh // CONV_MIN_CHUNKS)
@@ -289,6 +303,28 @@ class _ConvPlan:
     def offset(self, r0: int, c0: int) -> int:
         """Column of output ``(r0, c0)`` in the ``(O, OH·OW·N)`` matrix."""
         return (r0 * self.ow + c0) * self.n
+
+    def to_k_order(self, w: Any) -> Any:
+        """``(O, C·KH·KW)`` weights with their columns in this plan's order of K.
+
+        Shifted-row columns list their inputs by kernel row, then channel, then kernel
+        column, ``(KH, C, KW)``; im2col's order is ``(C, KH, KW)``.
+        """
+        if not self.shifted:
+            return w
+        kh, kw = self.kernel_size
+        o = w.shape[0]
+        w4 = w.reshape(o, self.c, kh, kw).transpose(0, 2, 1, 3)
+        return np.ascontiguousarray(w4).reshape(o, self.k)
+
+    def from_k_order(self, g: Any) -> Any:
+        """``(O, K)`` in this plan's order of K back in im2col's ``(C, KH, KW)`` order."""
+        if not self.shifted:
+            return g
+        kh, kw = self.kernel_size
+        o = g.shape[0]
+        g4 = g.reshape(o, kh, self.c, kw).transpose(0, 2, 1, 3)
+        return np.ascontiguousarray(g4).reshape(o, self.k)
 
 
 def _matmul_in_column_blocks(a: Any, b: Any, out: Any) -> None:
@@ -388,6 +424,52 @@ def _unfold(
     return col.reshape(plan.k, cols)
 
 
+def _unfold_shifted(
+    src: Any, plan: _ConvPlan, piece: tuple[int, int, int, int], kernel_size: Pair, stride: Pair
+) -> Any:
+    """KW shifted copies of the input rows of one piece, as ``((R - 1)·SH + KH)·C·KW`` rows.
+
+    Row ``(h, c, j)`` holds ``x[c, r0·SH + h, (c0 + x)·SW + j, n]`` for the piece's
+    ``width·N`` columns ``(x, n)``. Output row ``r0 + t`` of the piece needs inputs
+    ``(i, c, j)`` from input row ``t·SH + i``: its ``(K, width·N)`` column matrix is rows
+    ``t·SH·C·KW`` to ``t·SH·C·KW + K`` of this one, in the order ``(KH, C, KW)``.
+    """
+    r0, rows, c0, width = piece
+    (kh, kw), (sh, sw) = kernel_size, stride
+    rows_in = (rows - 1) * sh + kh
+    shape = (rows_in, plan.c, kw, width, plan.n)
+    buf = thread_buffer("conv_col", math.prod(shape), src.dtype).reshape(shape)
+    s_c, s_h, s_w, s_n = src.strides
+    shifted = np.ndarray(
+        shape,
+        dtype=src.dtype,
+        buffer=src,
+        offset=r0 * sh * s_h + c0 * sw * s_w,
+        strides=(s_h, s_c, s_w, s_w * sw, s_n),
+    )
+    shifted.flags.writeable = False
+    np.copyto(buf, shifted)
+    return buf.reshape(rows_in * plan.c * kw, width * plan.n)
+
+
+def _piece_columns(
+    src: Any, plan: _ConvPlan, piece: tuple[int, int, int, int], kernel_size: Pair, stride: Pair
+) -> Any:
+    """Yield ``(first output column, (K, cols) column matrix)`` for one piece, in order.
+
+    One matrix for the whole piece (im2col), or one per output row, slices of the
+    piece's shifted rows; K is in the plan's order (:meth:`_ConvPlan.to_k_order`).
+    """
+    r0, rows, c0, _ = piece
+    if not plan.shifted:
+        yield plan.offset(r0, c0), _unfold(src, plan, piece, kernel_size, stride)
+        return
+    shifted = _unfold_shifted(src, plan, piece, kernel_size, stride)
+    per_row = plan.c * kernel_size[1] * stride[0]
+    for t in range(rows):
+        yield plan.offset(r0 + t, c0), shifted[t * per_row : t * per_row + plan.k]
+
+
 @functools.lru_cache(maxsize=128)
 def _conv_plan(
     x_shape: tuple[int, ...],
@@ -424,14 +506,15 @@ def im2col_matmul(
         return im2col_matmul_plain(w, x, kernel_size, stride, padding, bias)
     src = _padded_batch_last(x, padding)
     y = np.empty((w.shape[0], plan.oh * plan.ow * plan.n), dtype=x.dtype)
+    w = plan.to_k_order(w)
 
     def chunk(index: int) -> None:
         for piece in plan.pieces(index):
-            a = plan.offset(piece[0], piece[2])
-            out = y[:, a : a + piece[1] * piece[3] * plan.n]
-            _matmul_in_column_blocks(w, _unfold(src, plan, piece, kernel_size, stride), out)
-            if bias is not None:
-                out += bias[:, None]
+            for a, col in _piece_columns(src, plan, piece, kernel_size, stride):
+                out = y[:, a : a + col.shape[1]]
+                _matmul_in_column_blocks(w, col, out)
+                if bias is not None:
+                    out += bias[:, None]
 
     parallel_for(
         chunk,
@@ -474,23 +557,22 @@ def matmul_im2col_t(gy: Any, x: Any, kernel_size: Pair, stride: Pair, padding: P
         more = thread_buffer("conv_gw", total.size, gy.dtype).reshape(total.shape)
         first = True
         for piece in plan.pieces(index):
-            a = plan.offset(piece[0], piece[2])
-            cols = piece[1] * piece[3] * plan.n
-            col = _unfold(src, plan, piece, kernel_size, stride)
-            for b0 in range(0, cols, step):
-                block = slice(b0, min(b0 + step, cols))
-                part = gy[:, a + block.start : a + block.stop].T
-                if first:
-                    np.matmul(col[:, block], part, out=total)
-                    first = False
-                else:
-                    total += np.matmul(col[:, block], part, out=more)
+            for a, col in _piece_columns(src, plan, piece, kernel_size, stride):
+                cols = col.shape[1]
+                for b0 in range(0, cols, step):
+                    block = slice(b0, min(b0 + step, cols))
+                    part = gy[:, a + block.start : a + block.stop].T
+                    if first:
+                        np.matmul(col[:, block], part, out=total)
+                        first = False
+                    else:
+                        total += np.matmul(col[:, block], part, out=more)
 
     parallel_for(chunk, plan.chunks, uses_blas=True, nbytes=plan.col_bytes + gy.nbytes)
     total = partial[0]
     for index in range(1, plan.chunks):
         total += partial[index]
-    return total.T
+    return plan.from_k_order(total.T)
 
 
 def col2im_matmul(
