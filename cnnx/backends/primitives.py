@@ -8,6 +8,8 @@ computes the same thing with less memory traffic and on several cores:
   matrix is never built whole. The output rows are cut into chunks whose columns fit in
   the cache; each chunk is unfolded, multiplied and (in the backward pass) folded back
   while it is still there, and chunks run on several threads (:mod:`cnnx.backends.threads`).
+  Where it copies less, the forward and weight gradient unfold KW shifted copies of the
+  input rows instead of KH·KW, and take each output row's columns as a slice of them.
 - max pooling (``maxpool_forward``, ``maxpool_backward``): separable first-maximum
   comparisons with uint8 index arithmetic, channel by channel on several threads.
 - ReLU (``relu_forward``, ``relu_backward``): split over threads.
@@ -244,7 +246,7 @@ class _ConvPlan:
         self.k = c * kh * kw
         self.n, self.c = n, c
         self.padded = (c, h + 2 * ph, w + 2 * pw, n)
-        self.kernel_size, self.sh = (kh, kw), sh
+        self.kernel_size = (kh, kw)
         row_bytes = self.k * self.ow * n * itemsize
         # Chunks k and k + 2 must touch disjoint input rows, so that col2im can fold the
         # even chunks, then the odd ones, in parallel: kh <= (rows + 1)·sh.
