@@ -26,18 +26,21 @@ CONV_GEOMETRIES = [
 
 
 @pytest.fixture(
-    params=[(1, 1), (20_000, 1), (1, 1 << 40), (20_000, 1 << 40)],
-    ids=["shifted-part-rows", "shifted-rows", "im2col-part-rows", "im2col-rows"],
+    params=[(1, 1, 1), (20_000, 1, 1), (1, 1 << 40, 0), (20_000, 1 << 40, 0)],
+    ids=["rows-small-pieces", "rows", "im2col-small-pieces", "im2col"],
 )
 def small_chunks(monkeypatch, request):
     """Tiny chunks and pieces, so that small test arrays are cut into many of them.
 
-    Each test runs with the forward and weight gradient unfolding shifted rows wherever
-    the kernel is taller than its stride, and with im2col everywhere.
+    Each test runs with the row strategies (the forward and weight gradient unfolding
+    shifted rows wherever the kernel is taller than its stride, the input gradient as one
+    product per input row wherever the row stride is 1), and with im2col and col2im's
+    fold everywhere.
     """
-    chunk_bytes, shifted_min_saved = request.param
+    chunk_bytes, shifted_min_saved, gx_by_input_rows = request.param
     monkeypatch.setattr(P, "CONV_CHUNK_BYTES", chunk_bytes)
     monkeypatch.setattr(P, "SHIFTED_ROWS_MIN_SAVED_BYTES", shifted_min_saved)
+    monkeypatch.setattr(P, "GX_BY_INPUT_ROWS", gx_by_input_rows)
     monkeypatch.setattr(P, "CONV_MIN_SPLIT_BYTES", 1)
     monkeypatch.setattr(P, "CONV_GW_BLOCK_COLS", 7)  # ragged blocks of the gW sum
     monkeypatch.setattr(P, "CONV_GW_BLOCK_BYTES", 1)
@@ -91,15 +94,22 @@ def conv_results(x, w, b, gy, geometry, plain=False):
 
 @pytest.mark.parametrize(("shape", "o", "kernel", "stride", "padding"), CONV_GEOMETRIES)
 @pytest.mark.parametrize(("dtype", "rtol"), [(np.float32, 2e-5), (np.float64, 1e-12)])
-def test_chunked_convolution_matches_plain(small_chunks, shape, o, kernel, stride, padding,
-                                           dtype, rtol):  # fmt: skip
+def test_chunked_convolution_matches_plain(monkeypatch, small_chunks, shape, o, kernel, stride,
+                                           padding, dtype, rtol):  # fmt: skip
     geometry = (kernel, stride, padding)
     plan = P._plan(shape, kernel, stride, padding, np.dtype(dtype).itemsize)
     assert plan.chunks > 1  # the chunked path really runs
     # ... and unfolds shifted rows where the fixture asks for them
     assert plan.shifted == (P.SHIFTED_ROWS_MIN_SAVED_BYTES == 1 and kernel[0] > stride[0])
+    by_rows = []
+    row_products = P._col2im_by_input_rows
+    monkeypatch.setattr(
+        P, "_col2im_by_input_rows", lambda *a: by_rows.append(1) or row_products(*a)
+    )
     x, w, b, gy = conv_case(shape, o, kernel, stride, padding, dtype)
     fast = conv_results(x, w, b, gy, geometry)
+    # ... and takes the input gradient row by row where the fixture asks for it
+    assert bool(by_rows) == bool(P.GX_BY_INPUT_ROWS and stride[0] == 1 and kernel[0] > 1)
     plain = conv_results(x, w, b, gy, geometry, plain=True)
     for got, want in zip(fast, plain, strict=True):
         assert got.dtype == dtype and got.shape == want.shape

@@ -9,7 +9,10 @@ computes the same thing with less memory traffic and on several cores:
   the cache; each chunk is unfolded, multiplied and (in the backward pass) folded back
   while it is still there, and chunks run on several threads (:mod:`cnnx.backends.threads`).
   Where it copies less, the forward and weight gradient unfold KW shifted copies of the
-  input rows instead of KH·KW, and take each output row's columns as a slice of them.
+  input rows instead of KH·KW, and take each output row's columns as a slice of them;
+  with a row stride of 1 the input gradient is one product per input row over the KH
+  output-gradient rows that reach it, which needs KW additions per row instead of a
+  fold of KH·KW.
 - max pooling (``maxpool_forward``, ``maxpool_backward``): separable first-maximum
   comparisons with uint8 index arithmetic, channel by channel on several threads.
 - ReLU (``relu_forward``, ``relu_backward``): split over threads.
@@ -71,6 +74,11 @@ CONV_GW_MIN_BLOCK_COLS = 1024
 #: output rows overlap, so each row's column matrix is a plain slice of the shifted
 #: rows, at the price of one product per output row (docs/performance.md).
 SHIFTED_ROWS_MIN_SAVED_BYTES = 64 << 10
+#: With a row stride of 1, the input gradient is taken one input row at a time
+#: (:func:`_col2im_by_input_rows`) instead of folding im2col's columns; 0 turns it off.
+#: The zoo's layers with a taller kernel than stride ran it 0.55–1.09 times as long
+#: (docs/performance.md).
+GX_BY_INPUT_ROWS = 1
 #: A convolution product ``(M, K) @ (K, N)`` with at least CONV_GEMM_MIN_K terms per dot
 #: product runs in blocks of columns of at most SMALL_GEMM_MACS multiply-adds, a multiple
 #: of SMALL_GEMM_COL_MULTIPLE columns, where NumPy's OpenBLAS is one of SMALL_GEMM_CORES.
@@ -582,10 +590,11 @@ def col2im_matmul(
 ) -> Any:
     """``col2im(wt @ gy)``, shape ``(N, C, H, W)`` batch-last; see :func:`col2im_matmul_plain`.
 
-    On the CPU each chunk of output rows is multiplied and folded back while its columns
-    are in the cache. Even chunks touch disjoint input rows, so they are folded in
-    parallel, then the odd ones; every input element receives its terms in the same
-    order on any number of threads.
+    On the CPU, with a row stride of 1, each input row is one product
+    (:func:`_col2im_by_input_rows`). Otherwise each chunk of output rows is multiplied
+    and folded back while its columns are in the cache. Even chunks touch disjoint input
+    rows, so they are folded in parallel, then the odd ones. Either way every input
+    element receives its terms in the same order on any number of threads.
     """
     xp = get_array_module(gy)
     plan = _plan(x_shape, kernel_size, stride, padding, gy.itemsize, fold=True)
@@ -593,6 +602,11 @@ def col2im_matmul(
         return col2im_matmul_plain(wt, gy, x_shape, kernel_size, stride, padding)
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     _, c, h, w = x_shape
+    if GX_BY_INPUT_ROWS and sh == 1 and kh > 1:
+        gx = _col2im_by_input_rows(wt, gy, plan, kernel_size, sw)
+        if ph or pw:
+            gx = gx[:, ph : ph + h, pw : pw + w]
+        return gx.transpose(3, 0, 1, 2)
     gx = np.zeros(plan.padded, dtype=gy.dtype)
 
     def chunk(index: int) -> None:
@@ -625,6 +639,69 @@ def col2im_matmul(
     if ph or pw:
         gx = gx[:, ph : ph + h, pw : pw + w]
     return gx.transpose(3, 0, 1, 2)
+
+
+def _col2im_by_input_rows(wt: Any, gy: Any, plan: _ConvPlan, kernel_size: Pair, sw: int) -> Any:
+    """``col2im(wt @ gy)`` for a row stride of 1, one product per input row; padded ``gx``.
+
+    Input row ``h`` receives ``Σ_i W_iᵀ · gy[h − i]`` over the kernel rows ``i``: one
+    product of the ``(C·KW, KH·O)`` weights, kernel rows side by side (last first),
+    with the KH output-gradient rows ``h − KH + 1 … h`` stacked as ``(KH·O, OW·N)``.
+    The result holds, for each kernel column ``j``, what lands on columns ``j + x·SW``
+    of row ``h``: KW additions per row, where folding im2col's columns takes KH·KW.
+    Rows are grouped (by shapes only); a group copies the output-gradient rows it needs
+    (with zeros above and below the image) part of the columns at a time, and writes
+    only its own rows of ``gx``, so groups run in parallel and every element receives
+    its terms in the same order on any number of threads.
+
+    Returns:
+        ``(C, H + 2·PH, W + 2·PW, N)`` in ``gy.dtype``.
+    """
+    (kh, kw), o, n, c = kernel_size, gy.shape[0], plan.n, plan.c
+    oh, ow = plan.oh, plan.ow
+    hp = plan.padded[1]
+    gx = np.zeros(plan.padded, dtype=gy.dtype)
+    # (C·KW, KH·O): column block s holds kernel row KH − 1 − s, matching stack row s.
+    wcat = wt.reshape(c, kh, kw, o)[:, ::-1].transpose(0, 2, 1, 3)
+    wcat = np.ascontiguousarray(wcat).reshape(c * kw, kh * o)
+    gy3 = gy.reshape(o, oh, ow * n)
+    rows = max(1, -(-hp // CONV_MIN_CHUNKS))
+    if plan.col_bytes < CONV_MIN_SPLIT_BYTES:
+        rows = hp
+    stack_row_bytes = (rows + kh - 1) * o * n * gy.itemsize
+    width = max(1, min(ow, CONV_CHUNK_BYTES // max(stack_row_bytes, 1)))
+    starts = range(0, hp, rows)
+
+    def group(index: int) -> None:
+        a = starts[index]
+        b = min(a + rows, hp)
+        # Output rows a − KH + 1 … b − 1 feed input rows a … b − 1.
+        t0, t1 = a - kh + 1, b
+        for x0 in range(0, ow, width):
+            cols = min(width, ow - x0)
+            size = (t1 - t0) * o * cols * n
+            stack = thread_buffer("conv_gy_stack", size, gy.dtype).reshape(t1 - t0, o, cols * n)
+            lo, hi = max(t0, 0), min(t1, oh)
+            stack[: lo - t0] = 0
+            stack[hi - t0 :] = 0
+            rows_out = gy3[:, lo:hi, x0 * n : (x0 + cols) * n]
+            np.copyto(stack[lo - t0 : hi - t0], rows_out.transpose(1, 0, 2))
+            part = thread_buffer("conv_gx_row", c * kw * cols * n, gy.dtype)
+            part2 = part.reshape(c * kw, cols * n)
+            part4 = part.reshape(c, kw, cols, n)
+            for r in range(a, b):
+                np.matmul(wcat, stack[r - a : r - a + kh].reshape(kh * o, cols * n), out=part2)
+                for j in range(kw):
+                    gx[:, r, _window(x0 * sw + j, cols, sw)] += part4[:, j]
+
+    parallel_for(
+        group,
+        len(starts),
+        uses_blas=True,
+        nbytes=(plan.col_bytes + gy.nbytes + gx.nbytes) // 2,
+        small_ufunc_buffer=True,  # the additions go into strided windows of gx
+    )
+    return gx
 
 
 # --------------------------------------------------------------------------- max pooling
