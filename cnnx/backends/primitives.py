@@ -76,20 +76,21 @@ CONV_GW_MIN_BLOCK_COLS = 1024
 SHIFTED_ROWS_MIN_SAVED_BYTES = 64 << 10
 #: With a row stride of 1, the input gradient is taken one input row at a time
 #: (:func:`_col2im_by_input_rows`) instead of folding im2col's columns; 0 turns it off.
-#: The zoo's layers with a taller kernel than stride ran it 0.55–1.09 times as long
-#: (docs/performance.md).
+#: The zoo's layers ran it 0.55–1.09 times as long (docs/performance.md).
 GX_BY_INPUT_ROWS = 1
 #: A convolution product ``(M, K) @ (K, N)`` with at least CONV_GEMM_MIN_K terms per dot
 #: product runs in blocks of columns of at most SMALL_GEMM_MACS multiply-adds, a multiple
 #: of SMALL_GEMM_COL_MULTIPLE columns, where NumPy's OpenBLAS is one of SMALL_GEMM_CORES.
 #: Those kernels multiply a product of at most 10^6 multiply-adds without packing its
 #: operands (OpenBLAS's sgemm_small_kernel_permit for SkylakeX), which for a convolution's
-#: small M or K is most of the work: one thread ran LeNet-5's second-layer products
-#: (16 × 150 × 2,560 forward, 150 × 16 × 2,560 input gradient) 0.62 and 0.72 times as long
-#: in blocks of 384 columns, and blocks of 512 (over 10^6) as long as one call. With
-#: OpenBLAS's Haswell kernels the same blocks were 1.07–1.40 times slower than one call,
-#: so other kernels keep one call; so do products with K = 9, which were slower in blocks
-#: (docs/performance.md).
+#: small M or K is most of the work: on an AVX-512 EPYC one thread ran LeNet-5's
+#: second-layer products (16 × 150 × 2,560 forward, 150 × 16 × 2,560 input gradient) 0.62
+#: and 0.72 times as long in blocks of 384 columns, and blocks of 512 (over 10^6) as long
+#: as one call; on an Ice Lake Xeon the forward took 1.13 times as long in blocks, the
+#: first layer's 6 × 25 product 0.42. With OpenBLAS's Haswell kernels the blocks were
+#: 1.07–1.40 times slower than one call, so other kernels keep one call; so do products
+#: with K = 9, which were slower in blocks (docs/performance.md). A stride-1 input
+#: gradient (GX_BY_INPUT_ROWS) takes other products, which are not cut.
 CONV_GEMM_MIN_K = 16
 SMALL_GEMM_MACS = 1_000_000
 SMALL_GEMM_COL_MULTIPLE = 64
