@@ -321,21 +321,17 @@ class _ConvPlan:
         Shifted-row columns list their inputs by kernel row, then channel, then kernel
         column, ``(KH, C, KW)``; im2col's order is ``(C, KH, KW)``.
         """
-        if not self.shifted:
-            return w
-        kh, kw = self.kernel_size
-        o = w.shape[0]
-        w4 = w.reshape(o, self.c, kh, kw).transpose(0, 2, 1, 3)
-        return np.ascontiguousarray(w4).reshape(o, self.k)
+        return self._swap_c_kh(w, self.c, self.kernel_size[0]) if self.shifted else w
 
     def from_k_order(self, g: Any) -> Any:
         """``(O, K)`` in this plan's order of K back in im2col's ``(C, KH, KW)`` order."""
-        if not self.shifted:
-            return g
-        kh, kw = self.kernel_size
-        o = g.shape[0]
-        g4 = g.reshape(o, kh, self.c, kw).transpose(0, 2, 1, 3)
-        return np.ascontiguousarray(g4).reshape(o, self.k)
+        return self._swap_c_kh(g, self.kernel_size[0], self.c) if self.shifted else g
+
+    def _swap_c_kh(self, a: Any, first: int, second: int) -> Any:
+        """``(O, first·second·KW)`` with its two outer K axes swapped, C-contiguous."""
+        o = a.shape[0]
+        a4 = a.reshape(o, first, second, self.kernel_size[1]).transpose(0, 2, 1, 3)
+        return np.ascontiguousarray(a4).reshape(o, self.k)
 
 
 def _matmul_in_column_blocks(a: Any, b: Any, out: Any) -> None:
