@@ -122,10 +122,10 @@ def layer_cases(net: str, batch: int, rng: Any) -> list[tuple[str, str, Callable
             gy = rng.standard_normal((batch, fout), dtype=np.float32)
             grad = np.zeros_like(wmat)
             name = f"{index} dense {fin}→{fout}"
-            cases.append((name, "forward", lambda x=x, m=wmat: P.matmul(x, m.T)))
-            # Linear.backward_params adds gW into the C-contiguous gradient.
+            # As Linear.forward and Linear.backward_params call them.
+            cases.append((name, "forward", lambda x=x, m=wmat: P.matmul(m, x.T).T))
             cases.append(
-                (name, "weight grad", lambda x=x, gy=gy, g=grad: g.__iadd__(P.matmul_tn(gy, x)))
+                (name, "weight grad", lambda x=x, gy=gy, g=grad: P.matmul_tn_add(gy, x, g))
             )
             cases.append((name, "input grad", lambda gy=gy, m=wmat: P.matmul(m.T, gy.T).T))
             features = fout

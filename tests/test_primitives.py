@@ -361,17 +361,26 @@ def test_thread_buffers_never_leak_into_outputs(small_chunks, restore_threads):
 
 
 @pytest.mark.parametrize("b_order", ["C", "F"])
-def test_matmul_tn_matches_plain(restore_threads, b_order):
+@pytest.mark.parametrize(("m", "n"), [(10, 300), (300, 10)])  # blocks of columns, of rows
+def test_matmul_tn_add_matches_plain_on_any_thread_count(
+    monkeypatch, restore_threads, b_order, m, n
+):
+    monkeypatch.setattr(P, "MATMUL_BLOCK_MACS", 64)
+    monkeypatch.setattr(P, "TINY_BYTES", 1)
     rng = np.random.default_rng(9)
-    a = rng.standard_normal((64, 10)).astype(np.float32)
-    b = np.asarray(rng.standard_normal((64, 300)).astype(np.float32), order=b_order)
+    a = rng.standard_normal((64, m)).astype(np.float32)
+    b = np.asarray(rng.standard_normal((64, n)).astype(np.float32), order=b_order)
+    start = rng.standard_normal((m, n)).astype(np.float32)
+    want = start.copy()
+    P.matmul_tn_add_plain(a, b, want)
     results = []
     for count in (1, 3):
         threads.set_num_threads(count)
-        results.append(P.matmul_tn(a, b))
-    # Dense layers add it into C-contiguous gradients; a transposed result made that slow.
-    assert all(r.flags.c_contiguous for r in results)
-    np.testing.assert_allclose(results[0], P.matmul_tn_plain(a, b), rtol=1e-5, atol=1e-5)
+        out = start.copy()
+        P.matmul_tn_add(a, b, out)
+        results.append(out)
+    np.testing.assert_allclose(results[0], want, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(results[0], start)  # it did add
     np.testing.assert_array_equal(results[1], results[0])
 
 

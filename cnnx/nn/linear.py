@@ -54,7 +54,9 @@ class Linear(Module):
     def forward(self, x: Any) -> Any:
         """``(N, F)`` -> ``(N, O)``."""
         self._check_input(x, "NF", F=self.in_features)
-        y = P.matmul(x, self.weight.data.T)
+        # (W xᵀ)ᵀ instead of x Wᵀ: the same numbers; OpenBLAS multiplies a flattened
+        # batch-last x faster this way round (docs/performance.md, issue 10).
+        y = P.matmul(self.weight.data, x.T).T
         if self.bias is not None:
             y += self.bias.data
         self._x = x
@@ -64,7 +66,7 @@ class Linear(Module):
         """Add into weight/bias grads without computing the input gradient."""
         if self._x is None:
             raise RuntimeError(f"{self!r}: backward() called before forward()")
-        self.weight.grad += P.matmul_tn(gy, self._x)  # gW = gyᵀ·x
+        P.matmul_tn_add(gy, self._x, self.weight.grad)  # gW += gyᵀ·x
         if self.bias is not None:
             self.bias.grad += F.column_sums(gy)
 
