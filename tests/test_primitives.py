@@ -319,11 +319,12 @@ def test_training_gives_the_same_bits_on_any_thread_count(small_chunks, restore_
             np.testing.assert_array_equal(got, want)
 
 
-def _three_steps(name, start, monkeypatch, min_parallel):
+def _three_steps(name, start, monkeypatch, min_parallel, piece):
     from cnnx import optim
     from cnnx.nn import Parameter
 
     monkeypatch.setattr(threads, "PARALLEL_MIN_BYTES", min_parallel)
+    monkeypatch.setattr(P, "UPDATE_PIECE_ELEMENTS", piece)
     param = Parameter(start.copy())
     opt = getattr(optim, name)([param], lr=0.1)
     grads = np.random.default_rng(7)
@@ -337,9 +338,11 @@ def _three_steps(name, start, monkeypatch, min_parallel):
 def test_optimizer_update_in_parts_matches_one_call(monkeypatch, restore_threads, name):
     threads.set_num_threads(3)
     start = np.random.default_rng(6).standard_normal(1001).astype(np.float32)
-    in_parts = _three_steps(name, start, monkeypatch, min_parallel=1)
-    whole = _three_steps(name, start, monkeypatch, min_parallel=1 << 40)
-    np.testing.assert_array_equal(in_parts, whole)
+    whole = _three_steps(name, start, monkeypatch, min_parallel=1 << 40, piece=1 << 40)
+    for piece in (16, 496):
+        for min_parallel in (1, 1 << 40):  # on three threads, and on the caller alone
+            in_pieces = _three_steps(name, start, monkeypatch, min_parallel, piece)
+            np.testing.assert_array_equal(in_pieces, whole)
 
 
 def test_thread_buffers_never_leak_into_outputs(small_chunks, restore_threads):

@@ -108,6 +108,12 @@ MATMUL_MAX_BLOCKS = 2
 L1_SET_SPAN_BYTES = 4096
 L1_LINE_BYTES = 64
 L1_WAYS = 8
+#: Most elements per call of an optimizer's update rule on the CPU. A rule
+#: runs a dozen array operations, several of them making temporaries; on pieces of
+#: 2^17 elements (512 KiB of float32) each operation finds its operands in the core's
+#: cache, where on the whole buffer every one of them streamed megabytes through memory
+#: (docs/performance.md, issue 10).
+UPDATE_PIECE_ELEMENTS = 1 << 17
 #: Bytes of input per work item in the CPU max pooling.
 POOL_CHUNK_BYTES = 1 << 20
 
@@ -995,20 +1001,25 @@ def relu_backward(gy: Any, y: Any, inplace: bool = False) -> Any:
 def elementwise_update(update: Any, p: Any, g: Any, state: dict[str, Any]) -> None:
     """``update(p, g, state)`` for an update rule that is elementwise in flat arrays.
 
-    On the CPU, large flat buffers are cut into parts that run on several threads;
-    every element is computed exactly as in one call, whatever the thread count.
-    ``state`` must already hold every array the rule uses.
+    On the CPU, large flat buffers are cut into equal pieces of at most
+    :data:`UPDATE_PIECE_ELEMENTS`, as many for each thread, that run on several
+    threads; every element is computed exactly as in one call, whatever the thread
+    count. ``state`` must already hold every array the rule uses.
     """
-    if get_array_module(p) is not np or p.ndim != 1:
+    if get_array_module(p) is not np or p.ndim != 1 or p.size <= UPDATE_PIECE_ELEMENTS:
         update(p, g, state)
         return
-    parts = _elementwise_parts(p.size, p.nbytes * (2 + 2 * len(state)))
-    if len(parts) == 1:
-        update(p, g, state)
-        return
+    nbytes = p.nbytes * (2 + 2 * len(state))
+    # Equal pieces, as many per thread: the split never changes an element's result.
+    threads = threads_for(nbytes)
+    count = -(-p.size // UPDATE_PIECE_ELEMENTS)
+    count = -(-count // threads) * threads
+    step = -(-p.size // count)
+    step += -step % 16
+    pieces = [slice(a, min(a + step, p.size)) for a in range(0, p.size, step)]
 
-    def part(index: int) -> None:
-        s = parts[index]
+    def piece(index: int) -> None:
+        s = pieces[index]
         update(p[s], g[s], {key: value[s] for key, value in state.items()})
 
-    parallel_for(part, len(parts))
+    parallel_for(piece, len(pieces), nbytes=nbytes)
