@@ -153,6 +153,36 @@ def test_maxpool_matches_plain_exactly_with_ties(
     np.testing.assert_array_equal(gx, gx_plain)
 
 
+def _cropped_batch_last(a):
+    """``a`` as a view cropping one padding row and column off a batch-last array."""
+    n, c, h, w = a.shape
+    padded = np.zeros((c, h + 2, w + 2, n), dtype=a.dtype)
+    padded[:, 1:-1, 1:-1] = a.transpose(1, 2, 3, 0)
+    return padded[:, 1:-1, 1:-1].transpose(3, 0, 1, 2)
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+@pytest.mark.parametrize("count", [1, 3])
+def test_relu_on_arrays_of_different_layouts_matches_plain_exactly(
+    small_chunks, restore_threads, inplace, count
+):
+    # The input gradient of a padded convolution is a cropped view of a padded array;
+    # the activation it meets is batch-last.
+    threads.set_num_threads(count)
+    rng = np.random.default_rng(8)
+    x0 = rng.standard_normal((4, 5, 3, 6)).astype(np.float32)
+    g0 = rng.standard_normal(x0.shape).astype(np.float32)
+    want_y = P.relu_forward_plain(x0)
+    x = _cropped_batch_last(x0)
+    y = P.relu_forward(x, inplace=inplace)
+    np.testing.assert_array_equal(y, want_y)
+    assert (y is x) == inplace
+    g = _cropped_batch_last(g0)
+    gx = P.relu_backward(g, batch_last(want_y), inplace=inplace)
+    np.testing.assert_array_equal(gx, P.relu_backward_plain(g0, want_y))
+    assert (gx is g) == inplace
+
+
 @pytest.mark.parametrize("inplace", [False, True])
 @pytest.mark.parametrize("layout", ["batch_last", "c_order", "strided"])
 @pytest.mark.parametrize("count", [1, 3])

@@ -114,6 +114,12 @@ L1_WAYS = 8
 #: cache, where on the whole buffer every one of them streamed megabytes through memory
 #: (docs/performance.md, issue 10).
 UPDATE_PIECE_ELEMENTS = 1 << 17
+#: Times a CPU max pooling's regions count their memory for their thread count
+#: (:func:`threads_for`): the separable reduction reads every input twice (a comparison,
+#: then a maximum). Counted once, the CIFAR-size network's second pooling at batch 64
+#: (4 MiB of input) ran on one thread, 1.6 ms forward and 1.9 backward in training steps;
+#: counted twice it takes 1.1 and 1.2 (docs/performance.md, issue 10).
+POOL_PASSES = 2
 #: Bytes of input per work item in the CPU max pooling.
 POOL_CHUNK_BYTES = 1 << 20
 
@@ -871,7 +877,7 @@ def maxpool_forward(x: Any, kernel_size: Pair, stride: Pair) -> tuple[Any, Any]:
         )
         first_max([row_max[:, i::kh] for i in range(kh)], out=y[g], arg=row_arg[g])
 
-    parallel_for(group, len(groups), nbytes=x.nbytes + y.nbytes + col_arg.nbytes)
+    parallel_for(group, len(groups), nbytes=POOL_PASSES * (x.nbytes + y.nbytes + col_arg.nbytes))
     return y, ("separable", col_arg, row_arg)
 
 
@@ -900,7 +906,7 @@ def maxpool_backward(
         part = inner[g]
         route(g_rows, col_arg[g], [part[:, :, j::kw] for j in range(kw)])
 
-    parallel_for(group, len(groups), nbytes=gx.nbytes + gy.nbytes + col_arg.nbytes)
+    parallel_for(group, len(groups), nbytes=POOL_PASSES * (gx.nbytes + gy.nbytes + col_arg.nbytes))
     return gx.transpose(3, 0, 1, 2)
 
 
@@ -958,6 +964,21 @@ def _elementwise_parts(size: int, nbytes: int) -> list[slice]:
     return [slice(a, min(a + step, size)) for a in range(0, size, step)]
 
 
+def _by_channels(work: Any, out: Any, arrays: int) -> Any:
+    """Run ``work(channels)`` over ranges of the channel axis of ``(N, C, H, W)`` arrays.
+
+    For elementwise operations on arrays that share no flat memory order (a cropped view
+    of a padded gradient beside a batch-last activation): one range per thread that the
+    traffic of ``arrays`` arrays of ``out``'s size pays for. Returns ``out``.
+    """
+    channels = out.shape[1]
+    parts = min(channels, threads_for(arrays * out.nbytes))
+    step = -(-channels // parts)
+    ranges = [slice(c, min(c + step, channels)) for c in range(0, channels, step)]
+    parallel_for(lambda index: work(ranges[index]), len(ranges))
+    return out
+
+
 def relu_forward(x: Any, inplace: bool = False) -> Any:
     """``max(x, 0)``, written over ``x`` when ``inplace``; see :func:`relu_forward_plain`."""
     xp = get_array_module(x)
@@ -965,6 +986,8 @@ def relu_forward(x: Any, inplace: bool = False) -> Any:
     flat_x = _memory_order(x) if xp is np else None
     flat_out = _memory_order(out) if flat_x is not None else None
     if flat_out is None or not _same_layout(x, out):
+        if xp is np and x.ndim == 4:
+            return _by_channels(lambda c: np.maximum(x[:, c], 0, out=out[:, c]), out, 2)
         return relu_forward_plain(x, out=out)
     parts = _elementwise_parts(flat_x.size, 2 * x.nbytes)
     zeros = _zeros_like_chunk(max(p.stop - p.start for p in parts), x.dtype)
@@ -983,6 +1006,10 @@ def relu_backward(gy: Any, y: Any, inplace: bool = False) -> Any:
     out = gy if inplace else (np.empty_like(y) if xp is np else None)
     flats = [_memory_order(a) for a in (gy, y, out)] if xp is np else [None]
     if any(f is None for f in flats) or not _same_layout(gy, y, out):
+        if xp is np and gy.ndim == 4:
+            return _by_channels(
+                lambda c: np.multiply(gy[:, c], y[:, c] > 0, out=out[:, c]), out, 3
+            )
         return relu_backward_plain(gy, y, out=out)
     flat_g, flat_y, flat_out = flats
     parts = _elementwise_parts(flat_g.size, 3 * gy.nbytes)
