@@ -161,6 +161,26 @@ def _cropped_batch_last(a):
     return padded[:, 1:-1, 1:-1].transpose(3, 0, 1, 2)
 
 
+@pytest.mark.parametrize("padding", [(0, 0), (1, 2)])
+@pytest.mark.parametrize("layout", ["nchw", "batch_last"])
+@pytest.mark.parametrize("count", [1, 3])
+def test_pad_matches_plain_and_is_stored_batch_last(
+    small_chunks, restore_threads, padding, layout, count
+):
+    threads.set_num_threads(count)
+    x = np.random.default_rng(12).standard_normal((5, 3, 4, 6)).astype(np.float32)
+    if layout == "batch_last":
+        x = batch_last(x)
+    got = P.pad(x, padding)
+    want = np.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2))
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(P.pad_plain(x, padding), want)
+    # The convolution reads batch-last memory in place: no further copy.
+    assert got.transpose(1, 2, 3, 0).flags.c_contiguous
+    if layout == "batch_last" and padding == (0, 0):
+        assert np.shares_memory(got, x)
+
+
 @pytest.mark.parametrize("inplace", [False, True])
 @pytest.mark.parametrize("count", [1, 3])
 def test_relu_on_arrays_of_different_layouts_matches_plain_exactly(

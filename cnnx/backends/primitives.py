@@ -403,6 +403,34 @@ def _column_block(m: int, k: int, n: int) -> int:
     return step if SMALL_GEMM_COL_MULTIPLE <= step < n else n
 
 
+def pad_plain(x: Any, padding: Pair) -> Any:
+    """``x (N, C, H, W)`` with PH zero rows above and below and PW zero columns each side.
+
+    Returns ``(N, C, H + 2·PH, W + 2·PW)`` in ``x.dtype``, stored batch-last (the layout
+    cnnx's layers work in); ``x`` itself without padding.
+    """
+    ph, pw = padding
+    if not (ph or pw):
+        return x
+    n, c, h, w = x.shape
+    padded = get_array_module(x).zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=x.dtype)
+    padded[:, ph : ph + h, pw : pw + w] = x.transpose(1, 2, 3, 0)
+    return padded.transpose(3, 0, 1, 2)
+
+
+def pad(x: Any, padding: Pair) -> Any:
+    """The zero-padded input, as :func:`pad_plain`, in the memory the CPU convolution reads.
+
+    On the CPU the result is stored batch-last (:func:`_padded_batch_last`; a view of
+    ``x`` when ``x`` is already batch-last and unpadded), so that a convolution's
+    forward and weight gradient, given it with zero padding, read it in place instead
+    of each making their own padded copy.
+    """
+    if get_array_module(x) is not np:
+        return pad_plain(x, padding)
+    return _padded_batch_last(x, padding).transpose(3, 0, 1, 2)
+
+
 def _padded_batch_last(x: Any, padding: Pair) -> Any:
     """``x`` as ``(C, H + 2·PH, W + 2·PW, N)`` C-contiguous memory with a zero border."""
     ph, pw = padding

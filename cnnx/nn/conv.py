@@ -68,7 +68,8 @@ class Conv2D(Module):
         fan_in = self.in_channels * kh * kw
         self.weight = Parameter(init_weight((out_channels, in_channels, kh, kw), fan_in, init, rng))
         self.bias = Parameter(np.zeros(out_channels, dtype=np.float32)) if bias else None
-        self._x: Any = None
+        self._x_padded: Any = None
+        self._x_shape: tuple[int, ...] | None = None
 
     def extra_repr(self) -> str:
         kh, kw = self.kernel_size
@@ -83,7 +84,7 @@ class Conv2D(Module):
         return s
 
     def _reset_cache(self) -> None:
-        self._x = None
+        self._x_padded = self._x_shape = None
 
     def forward(self, x: Any) -> Any:
         """``(N, C, H, W)`` -> ``(N, O, OH, OW)`` in the input's dtype (stored batch-last)."""
@@ -92,23 +93,22 @@ class Conv2D(Module):
         oh, ow = output_size(self, x)
         o = self.out_channels
         bias = self.bias.data if self.bias is not None else None
+        # Pad once; the weight gradient reads the same padded input.
+        x_padded = P.pad(x, self.padding)
         # y = W·im2col(x) + b, as (O, OH·OW·N): the output in batch-last memory.
-        y = P.im2col_matmul(self.weight.data.reshape(o, -1), x, *self._geometry, bias=bias)
-        self._x = x
+        w = self.weight.data.reshape(o, -1)
+        y = P.im2col_matmul(w, x_padded, self.kernel_size, self.stride, (0, 0), bias=bias)
+        self._x_padded, self._x_shape = x_padded, x.shape
         return y.reshape(o, oh, ow, n).transpose(3, 0, 1, 2)
-
-    @property
-    def _geometry(self) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
-        return self.kernel_size, self.stride, self.padding
 
     def _param_grads(self, gy: Any) -> Any:
         """Add into weight/bias grads; return ``gy`` as ``(O, OH·OW·N)``."""
-        if self._x is None:
+        if self._x_padded is None:
             raise RuntimeError(f"{self!r}: backward() called before forward()")
         o = self.out_channels
         gy2 = gy.transpose(1, 2, 3, 0).reshape(o, -1)  # free when gy is stored batch-last
         # gW = gy·im2col(x)ᵀ, gb = Σ gy over positions and samples.
-        gw = P.matmul_im2col_t(gy2, self._x, *self._geometry)
+        gw = P.matmul_im2col_t(gy2, self._x_padded, self.kernel_size, self.stride, (0, 0))
         self.weight.grad += gw.reshape(self.weight.grad.shape)
         if self.bias is not None:
             self.bias.grad += F.row_sums(gy2)
@@ -119,7 +119,9 @@ class Conv2D(Module):
         gy2 = self._param_grads(gy)
         weight_t = self.weight.data.reshape(self.out_channels, -1).T
         # gx = col2im(Wᵀ·gy)
-        return P.col2im_matmul(weight_t, gy2, self._x.shape, *self._geometry)
+        return P.col2im_matmul(
+            weight_t, gy2, self._x_shape, self.kernel_size, self.stride, self.padding
+        )
 
     def backward_params(self, gy: Any) -> None:
         """Like :meth:`backward` but only accumulates parameter gradients (no ``gx``).
