@@ -54,8 +54,8 @@ class Linear(Module):
     def forward(self, x: Any) -> Any:
         """``(N, F)`` -> ``(N, O)``."""
         self._check_input(x, "NF", F=self.in_features)
-        # (W xᵀ)ᵀ instead of x Wᵀ: the same numbers; OpenBLAS multiplies a flattened
-        # batch-last x faster this way round (docs/performance.md, issue 10).
+        # (W xᵀ)ᵀ instead of x Wᵀ: the same product, which OpenBLAS runs faster this
+        # way round on a flattened batch-last x (docs/performance.md, issue 10).
         y = P.matmul(self.weight.data, x.T).T
         if self.bias is not None:
             y += self.bias.data
