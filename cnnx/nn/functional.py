@@ -20,7 +20,7 @@ import functools
 from typing import Any
 
 from cnnx.backends import device_of, get_array_module
-from cnnx.backends.primitives import matmul
+from cnnx.backends.primitives import matmul, pad_plain
 
 
 def pair(value: int | tuple[int, int], name: str) -> tuple[int, int]:
@@ -170,17 +170,11 @@ def im2col(
         ``col[c, i, j, oh, ow, n] == x_padded[n, c, oh·SH + i, ow·SW + j]``.
     """
     xp = get_array_module(x)
-    n, c, h, w = x.shape
     kh, kw = kernel_size
     sh, sw = stride
-    ph, pw = padding
     shape = im2col_shape(x.shape, kernel_size, stride, padding)
     oh, ow = shape[3:5]
-    if ph or pw:
-        src = xp.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=x.dtype)
-        src[:, ph : ph + h, pw : pw + w] = x.transpose(1, 2, 3, 0)
-    else:
-        src = batch_last(x)
+    src = batch_last(pad_plain(x, padding))  # (C, H + 2·PH, W + 2·PW, N)
     if out is None:
         col = xp.empty(shape, dtype=x.dtype)
     elif out.shape != shape or out.dtype != x.dtype or not out.flags.c_contiguous:
