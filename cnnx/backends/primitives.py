@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnx.backends import recycling
 from cnnx.backends.devices import get_array_module
 from cnnx.backends.threads import openblas_corename, parallel_for, thread_buffer, threads_for
 
@@ -171,7 +172,7 @@ def matmul(a: Any, b: Any) -> Any:
     if m * n * k * dtype.itemsize < TINY_BYTES:
         return matmul_plain(a, b)
     along_rows, spans = _matmul_blocks(m, k, n)
-    out = np.empty((m, n), dtype=dtype)
+    out = recycling.empty((m, n), dtype=dtype)
 
     def block(index: int) -> None:
         part = spans[index]
@@ -442,7 +443,7 @@ def _padded_batch_last(x: Any, padding: Pair) -> Any:
         src = np.empty((c, h, w, n), dtype=x.dtype)
         _copy_batch_last(src, xt)
         return src
-    src = np.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=x.dtype)
+    src = recycling.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=x.dtype)
     inner = src[:, ph : ph + h, pw : pw + w]
     groups = _channel_groups(x.shape, x.dtype.itemsize)
 
@@ -580,7 +581,7 @@ def im2col_matmul(
     if not _use_chunks(xp, plan):
         return im2col_matmul_plain(w, x, kernel_size, stride, padding, bias)
     src = _padded_batch_last(x, padding)
-    y = np.empty((w.shape[0], plan.oh * plan.ow * plan.n), dtype=x.dtype)
+    y = recycling.empty((w.shape[0], plan.oh * plan.ow * plan.n), dtype=x.dtype)
     w = plan.to_k_order(w)
 
     def chunk(index: int) -> None:
@@ -672,7 +673,7 @@ def col2im_matmul(
         if ph or pw:
             gx = gx[:, ph : ph + h, pw : pw + w]
         return gx.transpose(3, 0, 1, 2)
-    gx = np.zeros(plan.padded, dtype=gy.dtype)
+    gx = recycling.zeros(plan.padded, dtype=gy.dtype)
 
     def chunk(index: int) -> None:
         # A chunk is at least KH/SH − 1 rows; it is worked through piece by piece, in
@@ -725,7 +726,7 @@ def _col2im_by_input_rows(wt: Any, gy: Any, plan: _ConvPlan, kernel_size: Pair, 
     (kh, kw), o, n, c = kernel_size, gy.shape[0], plan.n, plan.c
     oh, ow = plan.oh, plan.ow
     hp = plan.padded[1]
-    gx = np.zeros(plan.padded, dtype=gy.dtype)
+    gx = recycling.zeros(plan.padded, dtype=gy.dtype)
     # (C·KW, KH·O): column block s holds kernel row KH − 1 − s, matching stack row s.
     wcat = wt.reshape(c, kh, kw, o)[:, ::-1].transpose(0, 2, 1, 3)
     wcat = np.ascontiguousarray(wcat).reshape(c * kw, kh * o)
@@ -889,9 +890,9 @@ def maxpool_forward(x: Any, kernel_size: Pair, stride: Pair) -> tuple[Any, Any]:
     oh, ow = _pool_output(x.shape, kernel_size, stride)
     src = F.batch_last(x)[:, : oh * kh, : ow * kw]
     c, n = src.shape[0], src.shape[3]
-    y = np.empty((c, oh, ow, n), dtype=x.dtype)
-    col_arg = np.empty((c, oh * kh, ow, n), dtype=np.uint8)
-    row_arg = np.empty((c, oh, ow, n), dtype=np.uint8)
+    y = recycling.empty((c, oh, ow, n), dtype=x.dtype)
+    col_arg = recycling.empty((c, oh * kh, ow, n), dtype=np.uint8)
+    row_arg = recycling.empty((c, oh, ow, n), dtype=np.uint8)
     groups = _channel_groups(tuple(x.shape), x.dtype.itemsize)
 
     def group(index: int) -> None:
@@ -921,7 +922,7 @@ def maxpool_backward(
     gyt = gy.transpose(1, 2, 3, 0)  # (C, OH, OW, N)
     _, oh, ow, _ = gyt.shape
     cropped = h != oh * kh or w != ow * kw
-    gx = (np.zeros if cropped else np.empty)((c, h, w, n), dtype=gy.dtype)
+    gx = (recycling.zeros if cropped else recycling.empty)((c, h, w, n), dtype=gy.dtype)
     inner = gx[:, : oh * kh, : ow * kw]
     groups = _channel_groups(tuple(x_shape), gy.dtype.itemsize)
 
@@ -1010,7 +1011,7 @@ def _by_channels(work: Any, out: Any, arrays: int) -> Any:
 def relu_forward(x: Any, inplace: bool = False) -> Any:
     """``max(x, 0)``, written over ``x`` when ``inplace``; see :func:`relu_forward_plain`."""
     xp = get_array_module(x)
-    out = x if inplace else (np.empty_like(x) if xp is np else None)
+    out = x if inplace else (recycling.empty_like(x) if xp is np else None)
     flat_x = _memory_order(x) if xp is np else None
     flat_out = _memory_order(out) if flat_x is not None else None
     if flat_out is None or not _same_layout(x, out):
@@ -1031,7 +1032,7 @@ def relu_forward(x: Any, inplace: bool = False) -> Any:
 def relu_backward(gy: Any, y: Any, inplace: bool = False) -> Any:
     """``gy · (y > 0)``, written over ``gy`` when ``inplace``; see :func:`relu_backward_plain`."""
     xp = get_array_module(gy)
-    out = gy if inplace else (np.empty_like(y) if xp is np else None)
+    out = gy if inplace else (recycling.empty_like(y) if xp is np else None)
     flats = [_memory_order(a) for a in (gy, y, out)] if xp is np else [None]
     if any(f is None for f in flats) or not _same_layout(gy, y, out):
         if xp is np and gy.ndim == 4:
