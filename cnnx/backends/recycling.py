@@ -31,19 +31,19 @@ from __future__ import annotations
 import ctypes
 import itertools
 import math
-import mmap
 import threading
 import weakref
 from typing import Any
 
 import numpy as np
 
-#: Arrays smaller than this come from NumPy directly: glibc's default threshold for
-#: giving a block pages of its own; smaller blocks come from its heap and are mostly
-#: reused without page faults.
-RECYCLE_MIN_BYTES = 128 << 10
-#: Most bytes kept idle; past it, the blocks idle longest are let go (their pages go back
-#: to the operating system once no array uses them).
+#: Arrays smaller than this come from NumPy directly. glibc hands out the memory freed
+#: last, by an array of any size, which for arrays this small may still be in a core's
+#: cache; and once glibc has raised its mmap threshold past them (see :class:`_Block`),
+#: it reuses their memory without page faults.
+RECYCLE_MIN_BYTES = 1 << 20
+#: Most bytes kept idle; past it, the blocks idle longest are let go (back to glibc,
+#: once no array uses them).
 RECYCLE_IDLE_BYTES = 256 << 20
 #: A request that needs a new block (a new size: another batch size, evaluation after
 #: training) first lets go of the blocks that have stayed idle while this many arrays
@@ -56,23 +56,18 @@ class _Block:
     __slots__ = ("idle_order", "idle_since_lease", "memory", "nbytes", "owner_type")
 
     def __init__(self, nbytes: int):
-        # Pages of its own, not glibc's: glibc raises its mmap threshold when a large
-        # block it mapped is freed, and blocks kept here are never freed, so arrays
-        # that are not recycled would otherwise stay mapped and faulted at every step.
-        self.memory = _private_pages(nbytes)
+        # A throwaway array of the same size first. glibc gives a block this large
+        # pages of its own (mmap), and when it frees such a block it raises its
+        # threshold for doing so, after which it serves that size from its heap. Kept
+        # blocks are never freed, so without the throwaway glibc would go on mapping,
+        # and page-faulting, every array of that size that is not recycled, at every
+        # step; with it, the block below comes from the heap.
+        np.empty(nbytes, dtype=np.uint8)
+        self.memory = np.empty(nbytes, dtype=np.uint8)
         self.nbytes = nbytes
         self.owner_type = ctypes.c_char * nbytes
         self.idle_order = 0  # when it came back, among all returns
         self.idle_since_lease = 0  # how many arrays had been handed out when it came back
-
-
-def _private_pages(nbytes: int) -> Any:
-    """Anonymous memory of ``nbytes``, zero, not shared with a forked child."""
-    if hasattr(mmap, "MAP_PRIVATE"):
-        # Python's anonymous maps are shared by default: a child process made by fork
-        # (multiprocessing, a process pool) would write into its parent's arrays.
-        return mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE)
-    return bytearray(nbytes)  # Windows: no flags; memory from the C heap
 
 
 # Re-entrant: a weak reference's callback may run on this thread while it holds the
@@ -100,7 +95,7 @@ def empty(shape: Any, dtype: Any) -> np.ndarray:
     shape, dtype = _shape(shape), np.dtype(dtype)
     if math.prod(shape) * dtype.itemsize < RECYCLE_MIN_BYTES:
         return empty_plain(shape, dtype)
-    return _lease(shape, dtype)[0]
+    return _lease(shape, dtype)
 
 
 def zeros(shape: Any, dtype: Any) -> np.ndarray:
@@ -108,18 +103,17 @@ def zeros(shape: Any, dtype: Any) -> np.ndarray:
     shape, dtype = _shape(shape), np.dtype(dtype)
     if math.prod(shape) * dtype.itemsize < RECYCLE_MIN_BYTES:
         return zeros_plain(shape, dtype)
-    array, fresh = _lease(shape, dtype)
-    if not fresh:  # new pages from the kernel are zero already
-        array.fill(0)
+    array = _lease(shape, dtype)
+    ctypes.memset(array.ctypes.data, 0, array.nbytes)  # faster than fill(0)
     return array
 
 
 def _shape(shape: Any) -> tuple[int, ...]:
-    return (int(shape),) if np.ndim(shape) == 0 else tuple(int(s) for s in shape)
+    return (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
 
 
-def _lease(shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.ndarray, bool]:
-    """An array over an idle block of its size, or a new block; and whether it is new."""
+def _lease(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An array over an idle block of its size, or over a new block."""
     nbytes = math.prod(shape) * dtype.itemsize
     with _lock:
         blocks = _idle.get(nbytes)
@@ -130,7 +124,6 @@ def _lease(shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.ndarray, bool]:
         else:
             _counts["new"] += 1
             _let_go_of_stale()
-    fresh = block is None
     if block is None:
         block = _Block(nbytes)
     owner = block.owner_type.from_buffer(block.memory)
@@ -138,7 +131,7 @@ def _lease(shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.ndarray, bool]:
     lease = weakref.ref(owner, _give_back)
     with _lock:
         _leased[id(lease)] = (lease, block)
-    return array, fresh
+    return array
 
 
 def empty_like(a: np.ndarray) -> np.ndarray:
@@ -166,8 +159,7 @@ def idle_bytes() -> int:
 
 
 def release_idle() -> None:
-    """Let go of every idle block (its pages go back to the operating system); arrays in
-    use are not affected."""
+    """Let go of every idle block (back to glibc); arrays in use are not affected."""
     with _lock:
         _idle.clear()
         _idle_bytes[0] = 0
