@@ -50,6 +50,24 @@ def test_survivors_are_exactly_scaled_and_backward_uses_the_same_mask(device, p)
     np.testing.assert_allclose(gx[kept], gy[kept] * scale, rtol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_same_bits_as_masking_then_scaling(device, dtype):
+    # y = x·(keep/(1−p)) is computed as one product; it must equal (x·keep)·(1/(1−p))
+    # bit for bit, in the input's memory layout (batch-last inside a network).
+    p = 0.3
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((6, 4, 5, 3)).astype(dtype)
+    x_batch_last = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+    keep = np.random.default_rng(7).random(x.shape, dtype=np.float32) >= p
+    scale = dtype(1.0 / (1.0 - p))
+    layer = nn.Dropout(p, rng=7)
+    y = to_host(layer(device.asarray(x_batch_last)))
+    np.testing.assert_array_equal(y, (x * keep.astype(dtype)) * scale)
+    gy = rng.standard_normal(x.shape).astype(dtype)
+    gx = to_host(layer.backward(device.asarray(gy)))
+    np.testing.assert_array_equal(gx, (gy * keep.astype(dtype)) * scale)
+
+
 def test_eval_mode_and_p_zero_are_the_identity(device):
     x = np.random.default_rng(4).standard_normal((5, 7)).astype(np.float32)
     layer = nn.Dropout(0.5, rng=0)

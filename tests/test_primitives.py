@@ -227,6 +227,33 @@ def test_relu_matches_plain_exactly(small_chunks, restore_threads, inplace, layo
     np.testing.assert_array_equal(gx, P.relu_backward_plain(g0, want_y))
 
 
+@pytest.mark.parametrize("layout", ["batch_last", "c_order", "matrix_t", "strided"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("count", [1, 3])
+def test_dropout_mask_and_product_match_plain_exactly(
+    small_chunks, restore_threads, layout, dtype, count
+):
+    threads.set_num_threads(count)
+    rng = np.random.default_rng(5)
+    shape = (5, 6) if layout == "matrix_t" else (4, 3, 5, 6)
+    x = rng.standard_normal(shape).astype(dtype)
+    if layout == "batch_last":
+        x = batch_last(x)
+    elif layout == "matrix_t":
+        x = np.ascontiguousarray(x.T).T
+    elif layout == "strided":
+        x = np.repeat(x, 2, axis=-1)[..., ::2]
+    keep = rng.random(shape) >= 0.4  # drawn in C order, as Dropout draws it
+    scale = 1.0 / (1.0 - 0.4)
+    mask = P.scaled_mask(keep.view(np.uint8), scale, like=x)
+    want = P.scaled_mask_plain(keep.view(np.uint8), scale, like=x)
+    np.testing.assert_array_equal(mask, want)
+    assert mask.dtype == dtype and mask.strides == np.empty_like(x).strides
+    y = P.multiply(x, mask)
+    np.testing.assert_array_equal(y, P.multiply_plain(x, want))
+    assert y.strides == np.empty_like(x).strides
+
+
 def test_parallel_for_runs_every_item_and_raises_errors(restore_threads):
     threads.set_num_threads(3)
     seen = np.zeros(10, dtype=int)

@@ -15,7 +15,8 @@ computes the same thing with less memory traffic and on several cores:
   fold of KH·KW.
 - max pooling (``maxpool_forward``, ``maxpool_backward``): separable first-maximum
   comparisons with uint8 index arithmetic, channel by channel on several threads.
-- ReLU (``relu_forward``, ``relu_backward``): split over threads.
+- ReLU (``relu_forward``, ``relu_backward``) and dropout (``scaled_mask``,
+  ``multiply``): split over threads.
 - matrix products (``matmul``, ``matmul_tn``) and optimizer rules
   (``elementwise_update``): large ones in blocks or parts on several threads.
 
@@ -1046,6 +1047,66 @@ def relu_backward(gy: Any, y: Any, inplace: bool = False) -> Any:
     def part(index: int) -> None:
         p = parts[index]
         np.multiply(flat_g[p], flat_y[p] > 0, out=flat_out[p])
+
+    parallel_for(part, len(parts))
+    return out
+
+
+# --------------------------------------------------------------------------- dropout
+
+
+def scaled_mask_plain(keep: Any, scale: float, like: Any) -> Any:
+    """``keep · scale`` in ``like``'s dtype, shape and memory order.
+
+    ``keep``: 0/1 ``uint8`` or ``bool`` of ``like``'s shape, on ``like``'s device.
+    """
+    xp = get_array_module(like)
+    out = xp.empty_like(like)
+    out[...] = keep
+    out *= like.dtype.type(scale)
+    return out
+
+
+def scaled_mask(keep: Any, scale: float, like: Any) -> Any:
+    """See :func:`scaled_mask_plain` (the same two steps; on the CPU in recycled memory,
+    the scaling split over threads)."""
+    if get_array_module(like) is not np or like.nbytes < TINY_BYTES:
+        return scaled_mask_plain(keep, scale, like)
+    out = recycling.empty_like(like)
+    # One NumPy call that casts and changes the memory order at once: much faster
+    # than a multiply doing the same.
+    out[...] = keep
+    return _multiply_into(out, like.dtype.type(scale), out)
+
+
+def multiply_plain(a: Any, b: Any) -> Any:
+    """``a · b`` elementwise, for arrays of one shape and dtype."""
+    return a * b
+
+
+def multiply(a: Any, b: Any) -> Any:
+    """See :func:`multiply_plain`; on the CPU, arrays in one memory order are split over
+    threads and the product is stored in that order."""
+    if get_array_module(a) is not np or a.nbytes < TINY_BYTES:
+        return multiply_plain(a, b)
+    return _multiply_into(a, b, recycling.empty_like(a))
+
+
+def _multiply_into(a: Any, b: Any, out: Any) -> Any:
+    """``out[...] = a · b`` (``b`` an array of ``a``'s layout, or a scalar); returns ``out``."""
+    scalar = np.ndim(b) == 0
+    flats = [_memory_order(t) for t in ((a, out) if scalar else (a, b, out))]
+    same = _same_layout(a, out) if scalar else _same_layout(a, b, out)
+    if any(f is None for f in flats) or not same:
+        np.multiply(a, b, out=out)
+        return out
+    flat_a, flat_out = flats[0], flats[-1]
+    flat_b = b if scalar else flats[1]
+    parts = _elementwise_parts(flat_a.size, (2 if scalar else 3) * a.nbytes)
+
+    def part(index: int) -> None:
+        p = parts[index]
+        np.multiply(flat_a[p], flat_b if scalar else flat_b[p], out=flat_out[p])
 
     parallel_for(part, len(parts))
     return out

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from cnnx.backends import device_of
+from cnnx.backends import primitives as P
 from cnnx.nn.init import RngLike, make_rng
 from cnnx.nn.module import Module
 
@@ -22,8 +23,8 @@ class Dropout(Module):
             run with the same seed drop the same elements. Only the mask's bits
             cross to a GPU (``Device.mask``), not a float array per step.
 
-    Forward keeps ``x·keep·scale`` with ``keep`` a uint8 0/1 mask and ``scale = 1/(1−p)``;
-    backward is ``gx = gy·keep·scale``.
+    Forward is ``y = x·mask`` with ``mask = keep/(1−p)``, ``keep`` a 0/1 mask with
+    P(keep = 1) = 1 − p; backward is ``gx = gy·mask``.
     """
 
     def __init__(self, p: float = 0.5, rng: RngLike = None):
@@ -45,26 +46,12 @@ class Dropout(Module):
             self._mask = None
             return x
         keep = self.rng.random(x.shape, dtype=np.float32) >= self.p
-        # Stored in x's memory layout (batch-last inside a network): products of arrays
-        # in two layouts come out in C order, which the layers around would copy back.
-        self._mask = _like(x, device_of(x).mask(keep))
-        return self._apply(x)
-
-    def _apply(self, a: Any) -> Any:
-        out = a * self._mask
-        out *= 1.0 / (1.0 - self.p)
-        return out
+        # In x's memory layout (batch-last inside a network): products of arrays in two
+        # layouts come out in C order, which the layers around would copy back.
+        self._mask = P.scaled_mask(device_of(x).mask(keep), 1.0 / (1.0 - self.p), like=x)
+        return P.multiply(x, self._mask)
 
     def backward(self, gy: Any) -> Any:
         if self._mask is None:
             return gy
-        return self._apply(gy)
-
-
-def _like(x: Any, values: Any) -> Any:
-    """``values`` copied into an array with ``x``'s shape, dtype and memory layout."""
-    dev = device_of(x)
-    with dev:
-        out = dev.xp.empty_like(x)
-    out[...] = values
-    return out
+        return P.multiply(gy, self._mask)
