@@ -2,7 +2,9 @@
 
 Wraps every layer's ``forward``/``backward`` and the named primitives (im2col, col2im,
 pooling, elementwise kernels) with wall-clock timers, runs training steps of a zoo network
-(``bench/zoo_models.py``) on synthetic data, and prints milliseconds per step. Primitive
+(``bench/zoo_models.py``) on synthetic data, and prints milliseconds and page faults per
+step (minor faults, ``ru_minflt``: memory the kernel had to map and zero-fill; each
+step's batch is drawn from 1,024 samples, as in ``bench_zoo.py``'s workers). Primitive
 times are contained in the layer times; a convolution's time minus its im2col/col2im is its
 matrix products, bias and bookkeeping ("GEMM + rest"). With ``--torch`` it also prints
 PyTorch's own profile (``torch.profiler``, self CPU time per operator) of the same network.
@@ -18,6 +20,7 @@ clock: with one thread it is the steadier measure on a loaded machine.
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 import time
 from collections import defaultdict
@@ -43,22 +46,37 @@ PRIMITIVES = [
 
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+#: Samples each step's batch is drawn from, as in bench_zoo.py's workers.
+POOL_SAMPLES = 1024
+
+
+def minor_faults() -> int:
+    """Page faults this process has taken that needed no disk (fresh or reclaimed pages)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 class Timers:
+    """Time and page faults spent inside wrapped functions, summed by key."""
+
     def __init__(self, clock: Any) -> None:
         self.total: dict[str, float] = defaultdict(float)
+        self.faults: dict[str, int] = defaultdict(int)
         self.clock = clock
+
+    def clear(self) -> None:
+        self.total.clear()
+        self.faults.clear()
 
     def wrap(self, fn: Any, key: str) -> Any:
         clock = self.clock
 
         def timed(*args: Any, **kwargs: Any) -> Any:
-            t0 = clock()
+            f0, t0 = minor_faults(), clock()
             try:
                 return fn(*args, **kwargs)
             finally:
                 self.total[key] += clock() - t0
+                self.faults[key] += minor_faults() - f0
 
         return timed
 
@@ -97,10 +115,15 @@ def profile_cnnx(args: argparse.Namespace) -> None:
         seen.add((path, attr))
         setattr(mod, attr, timers.wrap(fn, f"prim|{category}"))
     rng = np.random.default_rng(args.seed)
-    x = rng.random((args.batch, *zoo_models.NETWORKS[args.net][1]), dtype=np.float32)
-    y = rng.integers(0, 10, size=args.batch, dtype=np.int64)
+    # A new batch each step, indexed out of a pool of samples as bench_zoo.py does: the
+    # allocations, and so the page faults, are those of a benchmark worker.
+    pool = max(POOL_SAMPLES, args.batch)
+    X = rng.random((pool, *zoo_models.NETWORKS[args.net][1]), dtype=np.float32)
+    Y = rng.integers(0, 10, size=pool, dtype=np.int64)
 
     def step() -> None:
+        idx = rng.permutation(pool)[: args.batch]
+        x, y = X[idx], Y[idx]
         logits = model(x)
         t0 = clock()
         loss_fn(logits, y)
@@ -116,23 +139,27 @@ def profile_cnnx(args: argparse.Namespace) -> None:
 
     for _ in range(args.warmup):
         step()
-    timers.total.clear()
-    t0 = clock()
+    timers.clear()
+    f0, t0 = minor_faults(), clock()
     for _ in range(args.steps):
         step()
     wall = (clock() - t0) / args.steps * 1e3
+    step_faults = (minor_faults() - f0) / args.steps
     per = {k: v / args.steps * 1e3 for k, v in timers.total.items()}
+    faults = {k: v / args.steps for k, v in timers.faults.items()}
     rows = []
     for name in names:
-        fwd = per.get(f"{name}|forward", 0.0)
-        bwd = per.get(f"{name}|backward", 0.0) + per.get(f"{name}|backward_params", 0.0)
-        rows.append([name, f"{fwd:.2f}", f"{bwd:.2f}", f"{fwd + bwd:.2f}"])
-    rows.append(["loss (forward + backward)", "", "", f"{per.get('loss', 0):.2f}"])
-    rows.append(["optimizer (zero_grad + step)", "", "", f"{per.get('optimizer', 0):.2f}"])
-    rows.append(["**whole step**", "", "", f"**{wall:.2f}**"])
+        keys = [f"{name}|{m}" for m in ("forward", "backward", "backward_params")]
+        fwd = per.get(keys[0], 0.0)
+        bwd = per.get(keys[1], 0.0) + per.get(keys[2], 0.0)
+        layer_faults = sum(faults.get(k, 0.0) for k in keys)
+        rows.append([name, f"{fwd:.2f}", f"{bwd:.2f}", f"{fwd + bwd:.2f}", f"{layer_faults:.0f}"])
+    rows.append(["loss (forward + backward)", "", "", f"{per.get('loss', 0):.2f}", ""])
+    rows.append(["optimizer (zero_grad + step)", "", "", f"{per.get('optimizer', 0):.2f}", ""])
+    rows.append(["**whole step**", "", "", f"**{wall:.2f}**", f"**{step_faults:.0f}**"])
     print(f"## cnnx {args.net}, batch {args.batch}, {args.optimizer}, {args.threads} threads, "
-          f"{args.clock} ms per step (mean of {args.steps})\n")  # fmt: skip
-    print(_common.format_table(["layer", "forward", "backward", "total"], rows))
+          f"{args.clock} ms and page faults per step (mean of {args.steps})\n")  # fmt: skip
+    print(_common.format_table(["layer", "forward", "backward", "total", "page faults"], rows))
     prim = sorted((k.split("|", 1)[1], v) for k, v in per.items() if k.startswith("prim|"))
     if prim:
         print("\nprimitives (inside the layer times above), ms per step:\n")
