@@ -600,3 +600,43 @@ def test_shifted_rows_follow_the_bytes_they_save():
     assert not shifted((64, 1, 28, 28), 3, 0)  # 2·3·26·64·4 bytes: under 64 KiB
     assert shifted((256, 1, 28, 28), 3, 0)  # the same layer at batch 256
     assert not shifted((256, 8, 28, 28), 2, 0, stride=2)  # windows do not overlap
+
+
+def _state_after(rng):
+    return rng.bit_generator.state
+
+
+@pytest.mark.parametrize("size", [1, 7, 64, 1_000, 1_001, 4_097])
+@pytest.mark.parametrize("count", [1, 2, 3])
+@pytest.mark.parametrize("odd_draw_before", [False, True])
+def test_uniform_float32_draws_the_same_numbers_and_leaves_the_same_state(
+    monkeypatch, restore_threads, size, count, odd_draw_before
+):
+    monkeypatch.setattr(P, "RANDOM_SPLIT_MIN_NUMBERS", 3)  # split even small draws
+    threads.set_num_threads(count)
+    split, plain = np.random.default_rng(11), np.random.default_rng(11)
+    if odd_draw_before:  # leaves half of a 64-bit output buffered in PCG64
+        split.random(5, dtype=np.float32)
+        plain.random(5, dtype=np.float32)
+    shape = (size,) if size % 2 else (2, size // 2)
+    got = P.uniform_float32(split, shape)
+    want = P.uniform_float32_plain(plain, shape)
+    assert got.dtype == np.float32 and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+    assert _state_after(split) == _state_after(plain)
+    after = [g.random(9, dtype=np.float32) for g in (split, plain)]
+    np.testing.assert_array_equal(after[0], after[1])
+
+
+@pytest.mark.parametrize("bit_generator", [np.random.Philox, np.random.MT19937, np.random.SFC64])
+def test_uniform_float32_with_other_bit_generators_matches_plain(
+    monkeypatch, restore_threads, bit_generator
+):
+    monkeypatch.setattr(P, "RANDOM_SPLIT_MIN_NUMBERS", 3)
+    threads.set_num_threads(3)
+    split, plain = (np.random.Generator(bit_generator(4)) for _ in range(2))
+    np.testing.assert_array_equal(
+        P.uniform_float32(split, (10, 30)), P.uniform_float32_plain(plain, (10, 30))
+    )
+    after = [g.random(9, dtype=np.float32) for g in (split, plain)]
+    np.testing.assert_array_equal(after[0], after[1])

@@ -15,8 +15,8 @@ computes the same thing with less memory traffic and on several cores:
   fold of KH·KW.
 - max pooling (``maxpool_forward``, ``maxpool_backward``): separable first-maximum
   comparisons with uint8 index arithmetic, channel by channel on several threads.
-- ReLU (``relu_forward``, ``relu_backward``) and dropout (``scaled_mask``,
-  ``multiply``): split over threads.
+- ReLU (``relu_forward``, ``relu_backward``) and dropout (``uniform_float32``,
+  ``scaled_mask``, ``multiply``): split over threads.
 - matrix products (``matmul``, ``matmul_tn``) and optimizer rules
   (``elementwise_update``): large ones in blocks or parts on several threads.
 
@@ -43,7 +43,13 @@ import numpy as np
 
 from cnnx.backends import recycling
 from cnnx.backends.devices import get_array_module
-from cnnx.backends.threads import openblas_corename, parallel_for, thread_buffer, threads_for
+from cnnx.backends.threads import (
+    num_threads,
+    openblas_corename,
+    parallel_for,
+    thread_buffer,
+    threads_for,
+)
 
 Pair = tuple[int, int]
 
@@ -124,6 +130,8 @@ UPDATE_PIECE_ELEMENTS = 1 << 17
 POOL_PASSES = 2
 #: Bytes of input per work item in the CPU max pooling.
 POOL_CHUNK_BYTES = 1 << 20
+#: Fewest random numbers per thread in a split draw (:func:`uniform_float32`).
+RANDOM_SPLIT_MIN_NUMBERS = 1 << 18
 
 
 def _window(start: int, count: int, stride: int) -> slice:
@@ -1053,6 +1061,50 @@ def relu_backward(gy: Any, y: Any, inplace: bool = False) -> Any:
 
 
 # --------------------------------------------------------------------------- dropout
+
+
+def uniform_float32_plain(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """``rng.random(shape, dtype=float32)``: uniform numbers in [0, 1), on the host."""
+    return rng.random(shape, dtype=np.float32)
+
+
+def uniform_float32(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """See :func:`uniform_float32_plain`: the same numbers, and ``rng`` left in the same state.
+
+    A large draw from a PCG64 generator (NumPy's default) is cut into parts of an even
+    number of values, drawn on several threads: part ``i`` by a copy of the generator
+    advanced (``PCG64.advance``, a jump, not a loop) by the 64-bit outputs the parts
+    before it use, two float32 values each. The numbers are those of one call whatever
+    the split, so the split may follow the thread count. Other bit generators, and a
+    PCG64 holding half of an output from an odd-sized draw before, draw in one call.
+    """
+    size = math.prod(shape)
+    bit_generator = rng.bit_generator
+    parts = min(num_threads(), size // RANDOM_SPLIT_MIN_NUMBERS)
+    if type(bit_generator) is not np.random.PCG64 or parts < 2:
+        return uniform_float32_plain(rng, shape)
+    state = bit_generator.state
+    if state["has_uint32"]:
+        return uniform_float32_plain(rng, shape)
+    out = recycling.empty(shape, np.float32)
+    flat = out.reshape(-1)
+    step = -(-size // parts)
+    step += step % 2
+    starts = list(range(0, size, step))
+    generators = [rng]
+    for start in starts[1:]:
+        jumped = np.random.PCG64()
+        jumped.state = state
+        jumped.advance(start // 2)
+        generators.append(np.random.Generator(jumped))
+
+    def part(index: int) -> None:
+        start = starts[index]
+        generators[index].random(out=flat[start : start + step], dtype=np.float32)
+
+    parallel_for(part, len(starts))
+    bit_generator.state = generators[-1].bit_generator.state
+    return out
 
 
 def scaled_mask_plain(keep: Any, scale: float, like: Any) -> Any:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from cnnx.backends import device_of
 from cnnx.backends import primitives as P
 from cnnx.nn.init import RngLike, make_rng
@@ -45,7 +43,7 @@ class Dropout(Module):
         if not self.training or self.p == 0.0:
             self._mask = None
             return x
-        keep = self.rng.random(x.shape, dtype=np.float32) >= self.p
+        keep = P.uniform_float32(self.rng, x.shape) >= self.p
         # In x's memory layout (batch-last inside a network): products of arrays in two
         # layouts come out in C order, which the layers around would copy back.
         self._mask = P.scaled_mask(device_of(x).mask(keep), 1.0 / (1.0 - self.p), like=x)
