@@ -22,8 +22,10 @@ computes the same thing with less memory traffic and on several cores:
 
 Which version runs is decided by the array module and the shapes only (and, for the
 column blocks of a convolution product, by the kernel family of NumPy's OpenBLAS): CuPy
-always runs the plain version, and the CPU strategy depends on no thread count. Pooling,
-ReLU and the optimizer rules agree with the plain versions exactly; products agree up to float
+always runs the plain version, and no CPU result depends on the thread count (elementwise
+operations and random draws, whose values do not depend on how they are split, may be
+split by it). Pooling, ReLU, dropout, random draws and the optimizer rules agree with
+the plain versions exactly; products agree up to float
 rounding (BLAS may add a dot product's terms in another order for pieces of another
 size, and a weight gradient's sum over positions is taken chunk by chunk), always in
 the same way for the same shapes, so the results are deterministic.
