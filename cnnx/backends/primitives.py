@@ -981,6 +981,15 @@ def _same_layout(*arrays: Any) -> bool:
     return all(a.shape == first.shape and a.strides == first.strides for a in arrays[1:])
 
 
+def _shared_flat(*arrays: Any) -> list[Any] | None:
+    """1-D views of the arrays' memory, element for element, when they share one shape
+    and memory order (:func:`_memory_order`); else None."""
+    if not _same_layout(*arrays):
+        return None
+    flats = [_memory_order(a) for a in arrays]
+    return None if any(f is None for f in flats) else flats
+
+
 def _zeros_like_chunk(size: int, dtype: Any) -> Any:
     # NumPy's maximum against a scalar is several times slower than against an array
     # of the same layout, so one read-only zero array is kept and sliced.
@@ -1023,12 +1032,12 @@ def relu_forward(x: Any, inplace: bool = False) -> Any:
     """``max(x, 0)``, written over ``x`` when ``inplace``; see :func:`relu_forward_plain`."""
     xp = get_array_module(x)
     out = x if inplace else (recycling.empty_like(x) if xp is np else None)
-    flat_x = _memory_order(x) if xp is np else None
-    flat_out = _memory_order(out) if flat_x is not None else None
-    if flat_out is None or not _same_layout(x, out):
+    flats = _shared_flat(x, out) if xp is np else None
+    if flats is None:
         if xp is np and x.ndim == 4:
             return _by_channels(lambda c: np.maximum(x[:, c], 0, out=out[:, c]), out, 2)
         return relu_forward_plain(x, out=out)
+    flat_x, flat_out = flats
     parts = _elementwise_parts(flat_x.size, 2 * x.nbytes)
     zeros = _zeros_like_chunk(max(p.stop - p.start for p in parts), x.dtype)
 
@@ -1044,8 +1053,8 @@ def relu_backward(gy: Any, y: Any, inplace: bool = False) -> Any:
     """``gy · (y > 0)``, written over ``gy`` when ``inplace``; see :func:`relu_backward_plain`."""
     xp = get_array_module(gy)
     out = gy if inplace else (recycling.empty_like(y) if xp is np else None)
-    flats = [_memory_order(a) for a in (gy, y, out)] if xp is np else [None]
-    if any(f is None for f in flats) or not _same_layout(gy, y, out):
+    flats = _shared_flat(gy, y, out) if xp is np else None
+    if flats is None:
         if xp is np and gy.ndim == 4:
             return _by_channels(
                 lambda c: np.multiply(gy[:, c], y[:, c] > 0, out=out[:, c]), out, 3
@@ -1095,7 +1104,7 @@ def uniform_float32(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndar
     starts = list(range(0, size, step))
     generators = [rng]
     for start in starts[1:]:
-        jumped = np.random.PCG64()
+        jumped = np.random.PCG64(0)  # its state is replaced below
         jumped.state = state
         jumped.advance(start // 2)
         generators.append(np.random.Generator(jumped))
@@ -1149,18 +1158,16 @@ def multiply(a: Any, b: Any) -> Any:
 def _multiply_into(a: Any, b: Any, out: Any) -> Any:
     """``out[...] = a · b`` (``b`` an array of ``a``'s layout, or a scalar); returns ``out``."""
     scalar = np.ndim(b) == 0
-    flats = [_memory_order(t) for t in ((a, out) if scalar else (a, b, out))]
-    same = _same_layout(a, out) if scalar else _same_layout(a, b, out)
-    if any(f is None for f in flats) or not same:
+    flats = _shared_flat(a, out) if scalar else _shared_flat(a, b, out)
+    if flats is None:
         np.multiply(a, b, out=out)
         return out
     flat_a, flat_out = flats[0], flats[-1]
-    flat_b = b if scalar else flats[1]
-    parts = _elementwise_parts(flat_a.size, (2 if scalar else 3) * a.nbytes)
+    parts = _elementwise_parts(flat_a.size, len(flats) * a.nbytes)
 
     def part(index: int) -> None:
         p = parts[index]
-        np.multiply(flat_a[p], flat_b if scalar else flat_b[p], out=flat_out[p])
+        np.multiply(flat_a[p], b if scalar else flats[1][p], out=flat_out[p])
 
     parallel_for(part, len(parts))
     return out
