@@ -8,6 +8,8 @@ whatever the number of threads.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -292,6 +294,64 @@ def test_small_regions_run_on_the_calling_thread(monkeypatch, restore_threads):
     ran_on.clear()
     threads.parallel_for(work, 8, nbytes=10**9)  # the control: helpers do take items
     assert len(ran_on) > 1
+
+
+def test_a_finished_region_is_not_kept_alive_by_the_helpers(restore_threads):
+    import gc
+    import time
+    import weakref
+
+    threads.set_num_threads(3)
+
+    class Payload:
+        pass
+
+    payload = Payload()
+    ref = weakref.ref(payload)
+
+    def work(k, payload=payload):
+        time.sleep(0.002)
+
+    threads.parallel_for(work, 6, nbytes=10**12)
+    del work, payload
+    # A helper that woke late may still be finishing; none may keep the region after.
+    deadline = time.monotonic() + 5
+    while ref() is not None and time.monotonic() < deadline:
+        gc.collect()
+        time.sleep(0.001)
+    assert ref() is None
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_runs_regions_on_helpers_of_its_own(restore_threads):
+    import threading
+    import time
+
+    threads.set_num_threads(3)
+    threads.parallel_for(lambda k: time.sleep(0.001), 6, nbytes=10**12)  # helpers start
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report how many threads ran its items, and leave at once
+        ran_on, seen = set(), np.zeros(8, dtype=int)
+
+        def work(k):
+            time.sleep(0.01)  # long enough for a helper to wake up and take items
+            ran_on.add(threading.get_ident())
+            seen[k] += 1
+
+        ok = False
+        try:
+            threads.parallel_for(work, 8, nbytes=10**12)
+            ok = seen.tolist() == [1] * 8 and len(ran_on) > 1
+        finally:
+            os.write(write, b"1" if ok else b"0")
+            os._exit(0)
+    os.close(write)
+    try:
+        assert os.read(read, 1) == b"1"
+    finally:
+        os.waitpid(pid, 0)
+        os.close(read)
 
 
 def test_items_run_with_the_ufunc_buffer_and_the_caller_keeps_its_own(

@@ -22,9 +22,9 @@ import contextlib
 import ctypes
 import itertools
 import os
+import queue
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -48,7 +48,7 @@ PARALLEL_MIN_BYTES = 3 << 20
 UFUNC_BUFFER_ELEMENTS = 1024
 
 _lock = threading.Lock()
-_state: dict[str, Any] = {"threads": None, "pool": None, "pool_threads": 0, "blas": None}
+_state: dict[str, Any] = {"threads": None, "helpers": None, "blas": None}
 
 
 def _default_threads() -> int:
@@ -81,23 +81,101 @@ def set_num_threads(threads: int) -> None:
         raise ValueError(f"set_num_threads expects a positive int, got {threads!r}")
     with _lock:
         _state["threads"] = threads
-        pool = _state["pool"]
-        if pool is not None and _state["pool_threads"] != threads:
-            pool.shutdown(wait=True)
-            _state["pool"] = None
+        helpers = _state["helpers"]
+        if helpers is not None and len(helpers.inboxes) != threads - 1:
+            helpers.stop()
+            _state["helpers"] = None
 
 
-def _pool() -> ThreadPoolExecutor:
-    pool = _state["pool"]
-    if pool is None:
+class _Region:
+    """One parallel region: items ``0 … count − 1``, taken from one counter by every
+    thread that joins, the caller included."""
+
+    def __init__(
+        self,
+        work: Callable[[int], None],
+        count: int,
+        buffer: Callable[[], contextlib.AbstractContextManager[Any]],
+    ):
+        self.work, self.count, self.buffer = work, count, buffer
+        # next() on an itertools.count is atomic under the GIL.
+        self.items = itertools.count()
+        self.finished = itertools.count(1)
+        self.errors: list[BaseException] = []
+        # Held until the thread that finishes the last item releases it.
+        self.done = threading.Lock()
+        self.done.acquire()
+
+    def run(self) -> None:
+        with self.buffer():
+            while True:
+                k = next(self.items)
+                if k >= self.count:
+                    return
+                try:
+                    self.work(k)
+                except BaseException as exc:  # re-raised in the caller
+                    self.errors.append(exc)
+                if next(self.finished) == self.count:
+                    self.done.release()
+
+
+class _Helpers:
+    """``count`` helper threads, each waiting on its own queue for regions to join.
+
+    A region costs the caller a ``put`` per helper and one lock at the end. Against the
+    ``concurrent.futures`` pool this replaced (a future per task, an event to wait on),
+    training steps of the zoo networks took 0.95–1.03 times as long, 0.97–0.98 for
+    the CIFAR-size network at batch 64 (``bench/ab_parallel_regions.py``,
+    docs/performance.md, issue 10).
+    """
+
+    def __init__(self, count: int):
+        self.inboxes: list[queue.SimpleQueue[_Region | None]] = []
+        for index in range(count):
+            inbox: queue.SimpleQueue[_Region | None] = queue.SimpleQueue()
+            thread = threading.Thread(
+                target=self._serve, args=(inbox,), name=f"cnnx-cpu-{index}", daemon=True
+            )
+            thread.start()
+            self.inboxes.append(inbox)
+
+    @staticmethod
+    def _serve(inbox: queue.SimpleQueue[_Region | None]) -> None:
+        while True:
+            region = inbox.get()
+            if region is None:
+                return
+            region.run()
+            # Not held while waiting: the region's work keeps the caller's arrays alive.
+            del region
+
+    def stop(self) -> None:
+        for inbox in self.inboxes:
+            inbox.put(None)
+
+
+def _helpers() -> _Helpers:
+    helpers = _state["helpers"]
+    if helpers is None:
         with _lock:
-            pool = _state["pool"]
-            if pool is None:
-                _state["pool_threads"] = num_threads()
-                pool = _state["pool"] = ThreadPoolExecutor(
-                    _state["pool_threads"], thread_name_prefix="cnnx-cpu"
-                )
-    return pool
+            helpers = _state["helpers"]
+            if helpers is None:
+                helpers = _state["helpers"] = _Helpers(num_threads() - 1)
+    return helpers
+
+
+def _forget_helpers() -> None:
+    # A forked child has only the thread that forked: its parent's helpers would never
+    # take the regions queued for them (nor could a lock held by one be released). The
+    # child starts its own helpers when it needs them.
+    global _lock
+    _lock = threading.Lock()
+    _state["helpers"] = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_helpers)
 
 
 class _OpenBLAS:
@@ -229,34 +307,15 @@ def _share(
     helpers: int,
     buffer: Callable[[], contextlib.AbstractContextManager[Any]],
 ) -> None:
-    items = itertools.count()  # next() on it is atomic under the GIL
-    unfinished = [count]
-    lock = threading.Lock()
-    finished = threading.Event()
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        with buffer():
-            while True:
-                k = next(items)
-                if k >= count:
-                    return
-                try:
-                    work(k)
-                except BaseException as exc:  # re-raised in the caller
-                    errors.append(exc)
-                with lock:
-                    unfinished[0] -= 1
-                    if unfinished[0] == 0:
-                        finished.set()
-
-    pool = _pool()
-    for _ in range(helpers):
-        pool.submit(run)
-    run()
-    finished.wait()
-    if errors:
-        raise errors[0]
+    region = _Region(work, count, buffer)
+    for inbox in _helpers().inboxes[:helpers]:
+        inbox.put(region)
+    region.run()
+    # Items a helper has taken may still be running; a helper that wakes after the
+    # last item finds none left and only drops the region.
+    region.done.acquire()
+    if region.errors:
+        raise region.errors[0]
 
 
 _local = threading.local()
