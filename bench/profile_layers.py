@@ -62,21 +62,30 @@ class Timers:
         self.total: dict[str, float] = defaultdict(float)
         self.faults: dict[str, int] = defaultdict(int)
         self.clock = clock
+        self.active: set[str] = set()
 
     def clear(self) -> None:
         self.total.clear()
         self.faults.clear()
 
-    def wrap(self, fn: Any, key: str) -> Any:
+    def wrap(self, fn: Any, key: str, group: str | None = None) -> Any:
+        """``fn`` timed under ``key``; a call made inside a timed call of the same
+        ``group`` (``Linear.backward`` calls its own ``backward_params``) is not timed
+        again, since the outer call's time contains it."""
         clock = self.clock
 
         def timed(*args: Any, **kwargs: Any) -> Any:
+            if group is not None and group in self.active:
+                return fn(*args, **kwargs)
+            if group is not None:
+                self.active.add(group)
             f0, t0 = minor_faults(), clock()
             try:
                 return fn(*args, **kwargs)
             finally:
                 self.total[key] += clock() - t0
                 self.faults[key] += minor_faults() - f0
+                self.active.discard(group)
 
         return timed
 
@@ -102,7 +111,7 @@ def profile_cnnx(args: argparse.Namespace) -> None:
         names.append(name)
         for method in ("forward", "backward", "backward_params"):
             bound = getattr(layer, method)
-            object.__setattr__(layer, method, timers.wrap(bound, f"{name}|{method}"))
+            object.__setattr__(layer, method, timers.wrap(bound, f"{name}|{method}", name))
     seen = set()
     for path, attr, category in PRIMITIVES:
         try:
