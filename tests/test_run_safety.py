@@ -157,6 +157,32 @@ def test_a_directory_with_a_finished_epoch_still_needs_overwrite(tmp_path):
 # --- Ctrl-C and SIGTERM ------------------------------------------------------------------
 
 
+def test_an_interruption_after_a_metrics_line_keeps_the_metrics_to_the_checkpoint(
+    tmp_path, monkeypatch
+):
+    import importlib
+
+    from cnnx import runs
+    from cnnx.runs.signals import RunInterrupted
+
+    execute_module = importlib.import_module("cnnx.runs.execute")  # runs.execute is the function
+
+    real = execute_module._Snapshot
+
+    def snapshot(model, optimizer, rng, epoch):
+        if epoch == 3:  # epoch 3's metrics line is written; Ctrl-C before its snapshot
+            raise KeyboardInterrupt
+        return real(model, optimizer, rng, epoch)
+
+    monkeypatch.setattr(execute_module, "_Snapshot", snapshot)
+    spec = runs.defaults("digits6x6").replace(epochs=10, batch_size=16, seed=1)
+    run_dir = tmp_path / "r"
+    with pytest.raises(RunInterrupted) as info:
+        runs.execute(spec, run_dir=run_dir, save_every=1000)
+    assert info.value.epoch == 2
+    assert load_checkpoint(run_dir / "last.npz").epoch == 2 == epochs_logged(run_dir)
+
+
 @posix_only
 @pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 @pytest.mark.parametrize("save_every", [[], ["--save-every", "1000"]])
