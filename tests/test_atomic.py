@@ -48,6 +48,24 @@ def test_exception_mid_write_keeps_old_file_and_removes_temp(tmp_path, exc_type)
     assert temp_leftovers(tmp_path) == []
 
 
+def test_an_interrupt_as_the_file_object_is_made_reaches_the_caller(tmp_path, monkeypatch):
+    # A signal handler can raise after os.fdopen has made the file object and before it
+    # is assigned: the object is dropped on the way out and closes the descriptor itself.
+    target = tmp_path / "data.bin"
+    target.write_bytes(b"old")
+    real_fdopen = os.fdopen
+
+    def interrupted(fd, *args, **kwargs):
+        real_fdopen(fd, *args, **kwargs)  # made and dropped at once: fd is closed
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(atomic.os, "fdopen", interrupted)
+    with pytest.raises(KeyboardInterrupt), atomic_write(target) as f:
+        f.write(b"new")
+    assert target.read_bytes() == b"old"
+    assert temp_leftovers(tmp_path) == []
+
+
 def test_exception_with_no_previous_file_leaves_nothing(tmp_path):
     target = tmp_path / "new.bin"
     with pytest.raises(ValueError, match="boom"), atomic_write(target) as f:

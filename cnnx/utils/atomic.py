@@ -98,7 +98,11 @@ def atomic_write(
         else:
             f = os.fdopen(fd, "w", encoding=encoding or "utf-8", newline=newline)
     except BaseException:
-        os.close(fd)
+        # A signal can land after os.fdopen has made the file object and before it is
+        # assigned; the object, dropped on the way out, has then closed fd already, and
+        # an EBADF here would replace the interrupt the caller must see.
+        with contextlib.suppress(OSError):
+            os.close(fd)
         _remove_quietly(tmp)
         raise
 
