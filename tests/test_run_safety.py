@@ -157,6 +157,54 @@ def test_a_directory_with_a_finished_epoch_still_needs_overwrite(tmp_path):
 # --- Ctrl-C and SIGTERM ------------------------------------------------------------------
 
 
+@posix_only
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_during_a_checkpoint_write_comes_after_it(tmp_path, monkeypatch, sig):
+    import cnnx
+    from cnnx.runs import directory
+    from cnnx.runs.signals import Terminated, terminate_raises
+
+    real_save = directory.save_checkpoint
+    written = []
+
+    def save_checkpoint(target, *args, **kwargs):
+        os.kill(os.getpid(), sig)  # arrives now, while the archive is to be written
+        time.sleep(0.01)
+        real_save(target, *args, **kwargs)
+        written.append(target)
+
+    monkeypatch.setattr(directory, "save_checkpoint", save_checkpoint)
+    model = cnnx.models.get("simple_cnn", seed=0)
+    folder = RunDirectory.open_new(tmp_path / "r", overwrite=False)
+    try:
+        with terminate_raises(), pytest.raises(KeyboardInterrupt) as info:
+            folder.save("last.npz", model, None, {}, epoch=4)
+    finally:
+        folder.close()
+    assert written == [tmp_path / "r" / "last.npz"]  # the write ran to its end first
+    assert isinstance(info.value, Terminated) == (sig == signal.SIGTERM)
+    assert load_checkpoint(tmp_path / "r" / "last.npz").epoch == 4
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_interrupt_during_a_failing_checkpoint_write_is_not_lost(tmp_path, monkeypatch):
+    import cnnx
+    from cnnx.runs import directory
+
+    def save_checkpoint(target, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(directory, "save_checkpoint", save_checkpoint)
+    folder = RunDirectory.open_new(tmp_path / "r", overwrite=False)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            folder.save("last.npz", cnnx.models.get("simple_cnn", seed=0), None, {}, epoch=1)
+    finally:
+        folder.close()
+
+
 def test_an_interruption_after_a_metrics_line_keeps_the_metrics_to_the_checkpoint(
     tmp_path, monkeypatch
 ):

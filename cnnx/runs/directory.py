@@ -18,6 +18,7 @@ from cnnx.checkpoint import save_checkpoint
 from cnnx.errors import CnnxError, ConfigError, OutputExistsError
 from cnnx.nn.module import Module
 from cnnx.optim.optimizer import Optimizer
+from cnnx.runs.signals import interrupts_deferred
 from cnnx.train import EpochRecord
 from cnnx.utils.atomic import atomic_write_text
 from cnnx.utils.output_dir import LOCK_FILE, DirectoryLock, check_output_dir, visible_entries
@@ -268,7 +269,8 @@ class RunDirectory:
         **meta: Any,
     ) -> Path:
         target = self.path / name
-        with self.writing(target):
+        # Ctrl-C or SIGTERM while the archive is written is raised once it is complete.
+        with interrupts_deferred(), self.writing(target):
             save_checkpoint(
                 target, model, optimizer, rng=rng, epoch=epoch, step=step, config=config, **meta
             )

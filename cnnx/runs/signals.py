@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 #: Exit statuses of a process stopped by SIGINT (Ctrl-C) and SIGTERM, as shells report them.
 EXIT_INTERRUPTED = 130
@@ -56,3 +58,40 @@ def terminate_raises() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Inside the block, Ctrl-C and SIGTERM wait: when it ends, the first one that came
+    is handled as it would have been (``KeyboardInterrupt``, :class:`Terminated`, ...).
+
+    For writing a checkpoint. An interrupt raised inside ``zipfile`` can leave an
+    archive member open, and closing the archive on the way out then raises a
+    ``ValueError`` that replaces the interrupt. Outside the main thread (where signal
+    handlers cannot be set) it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        came.append(signum)
+
+    wanted = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, hold) for signum in wanted}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if came:  # delivered even when the block failed: an interrupt is never lost
+            _deliver(came[0], previous[came[0]])
+
+
+def _deliver(signum: int, handler: Any) -> None:
+    """Handle ``signum`` as ``handler``, the handler that was set when it came."""
+    if callable(handler):
+        handler(signum, None)
+    elif handler == signal.SIG_DFL:
+        os.kill(os.getpid(), signum)  # the default action, now that it is set again
