@@ -78,7 +78,8 @@ def interrupts_deferred() -> Iterator[None]:
     def hold(signum: int, frame: object) -> None:
         came.append(signum)
 
-    wanted = (signal.SIGINT, signal.SIGTERM)
+    # A handler installed from outside Python reads as None and could not be put back.
+    wanted = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not None]
     previous = {signum: signal.signal(signum, hold) for signum in wanted}
     try:
         yield
