@@ -102,11 +102,13 @@ def training_step(net: str, batch: int, optimizer: str) -> Callable[[], None]:
     return step
 
 
-def compare(step: Callable[[], None], rounds: int, steps: int) -> str:
+def compare(
+    step: Callable[[], None], old_share: Callable[..., None], rounds: int, steps: int
+) -> str:
     """Table cells: old ms, new ms, new/old (range), medians of per-round medians."""
     from cnnx.backends import threads
 
-    shares = (executor_share(), threads._share)
+    shares = (old_share, threads._share)
     per_round: dict[int, list[float]] = {0: [], 1: []}
     try:
         for i in (0, 1):  # warm-up: buffers, recycled blocks and both sets of threads
@@ -146,10 +148,12 @@ def main(argv: list[str] | None = None) -> None:
     print("\nms per training step: executor (old) | helpers (new) | new / old (range)\n")
     print("| network | batch | optimizer | old | new | new / old |")
     print("|---|---|---|---|---|---|")
+    old_share = executor_share()  # one pool for the whole run, as cnnx had one
     for net in args.nets:
         for batch in args.batch_sizes:
             for optimizer in args.optimizers:
-                cells = compare(training_step(net, batch, optimizer), args.rounds, args.steps)
+                step = training_step(net, batch, optimizer)
+                cells = compare(step, old_share, args.rounds, args.steps)
                 print(f"| {net} | {batch} | {optimizer} | {cells} |", flush=True)
 
 
